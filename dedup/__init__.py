@@ -8,7 +8,9 @@ from curate.pipeline.global_stage import GlobalStage
 
 def build_global_stages(cfg: DedupConfig) -> list[GlobalStage]:
     """The enabled global dedup stages, in order (exact before fuzzy)."""
-    return []
+    from curate.dedup.stages import build_stages  # imports Ray Data only when a run needs it
+
+    return build_stages(cfg)
 
 
 __all__ = ["DedupConfig", "build_global_stages"]
