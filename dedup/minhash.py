@@ -90,9 +90,13 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray, ngram: int) -> tuple[np.nd
     words = words.cast(pa.large_list(pa.large_string()))
     counts = pc.list_value_length(words).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(words)
+    doc_of_word = np.repeat(np.arange(len(counts)), counts)
+    nonempty = pc.greater(pc.binary_length(flat), 0).to_numpy(zero_copy_only=False)
+    if not nonempty.all():  # splitting "" (or text padded with spaces) yields empty words: not words
+        flat, doc_of_word = flat.filter(pa.array(nonempty)), doc_of_word[nonempty]
+        counts = np.bincount(doc_of_word, minlength=len(counts)).astype(np.int64)
     word_hash = hash_strings(flat)
     doc_start = np.concatenate([[0], np.cumsum(counts)])
-    doc_of_word = np.repeat(np.arange(len(counts)), counts)
     total = word_hash.size
     # Shingle i of a document starts at word i; valid while it fits, or once for short documents.
     pos_in_doc = np.arange(total) - doc_start[:-1][doc_of_word]
