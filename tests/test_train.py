@@ -1,0 +1,288 @@
+"""The bundled trainer, on shards built from real text (Wikipedia + Common Crawl documents)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from curate.config import ConfigError, parse_config
+from curate.schema import from_rows
+from curate.train.config import OptimConfig, TrainConfig
+from curate.train.data import PackedStream, RowFilter, StepPlan, TokenPool, expand, read_documents
+from curate.train.loop import TrainInputs, read_mixture, resolve_inputs, train
+from curate.train.schedule import LRSchedule
+from curate.train.tokenizer import EOS, load_tokenizer, train_bpe
+
+WIKI_DOMAIN = "en.wikipedia.org"
+
+
+def _real_rows(shared_data: Path) -> list[dict]:
+    """~300 Wikipedia articles and the CC documents, as shard rows with domain and a score."""
+    rows = []
+    with gzip.open(shared_data / "wikipedia" / "enwiki-sample.jsonl.gz", "rt") as fh:
+        for i, line in enumerate(fh):
+            if i >= 600:
+                break
+            if i % 2:  # odd articles are the held-out split
+                continue
+            art = json.loads(line)
+            rows.append({"text": art["text"][:4000], "id": f"wiki-{art['id']}", "url": art["url"], "domain": WIKI_DOMAIN,
+                         "wiki_score": 0.9})
+    for path in sorted((shared_data / "cc-text" / "dolma").glob("*.jsonl.gz")):
+        if "expected" in path.name:
+            continue
+        with gzip.open(path, "rt") as fh:
+            for j, line in enumerate(fh):
+                doc = json.loads(line)
+                rows.append({"text": doc["text"][:4000], "id": f"{path.stem}-{j}", "url": doc.get("url") or None,
+                             "domain": "commoncrawl.example", "wiki_score": 0.1})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, shared_data: Path) -> Path:
+    """A curation run's output as the runner writes it: shards/*.parquet + manifest.json."""
+    root = tmp_path_factory.mktemp("run")
+    (root / "shards").mkdir()
+    rows = _real_rows(shared_data)
+    for k in range(3):
+        pq.write_table(from_rows(rows[k::3]), root / "shards" / f"shard-{k:05d}.parquet")
+    manifest = {"shards": [], "mixture": {"column": "domain", "weights": {WIKI_DOMAIN: 0.6, "commoncrawl.example": 0.4}}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    held_out = root / "heldout.jsonl"
+    with gzip.open(shared_data / "wikipedia" / "enwiki-sample.jsonl.gz", "rt") as fh, open(held_out, "w") as out:
+        for i, line in enumerate(fh):
+            if i % 2 and i < 200:
+                out.write(line)
+    return root
+
+
+def tiny(run_dir: Path, out: Path, **overrides) -> tuple[TrainConfig, TrainInputs]:
+    spec = {
+        "max_steps": 12, "seq_len": 64, "micro_batch_size": 4, "grad_accum": 2,
+        "tokenizer": {"vocab_size": 512, "sample_docs": 200},
+        "model": {"preset": "tiny", "hidden_size": 64, "num_layers": 2},
+        "optim": {"lr": 3e-3, "warmup_steps": 3},
+        "eval": {"paths": [str(run_dir / "heldout.jsonl")], "interval": 6, "max_sequences": 16},
+        "checkpoint_interval": 4, "log_interval": 2, "progress": False, "output_dir": str(out),
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    cfg = TrainConfig.model_validate(spec)
+    return cfg, resolve_inputs(cfg, run_dir)
+
+
+def losses(model_dir: Path) -> dict[int, float]:
+    recs = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in recs if "loss" in r}
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_train_section_is_strict_and_optional():
+    base = {"input": {"paths": ["x.warc.gz"]}, "output": {"path": "out"}}
+    assert parse_config(base).train is None
+    cfg = parse_config({**base, "train": {"tokens": 1000, "model": {"preset": "125m"}}})
+    assert cfg.train.model.preset == "125m" and cfg.train.optim.schedule == "cosine"
+    with pytest.raises(ConfigError, match="train.optim.learning_rate"):
+        parse_config({**base, "train": {"tokens": 1000, "optim": {"learning_rate": 1.0}}})
+    with pytest.raises(ConfigError, match="budget"):
+        parse_config({**base, "train": {}})
+    with pytest.raises(ValidationError, match="needs a pool"):
+        TrainConfig.model_validate({"tokens": 10, "anneal": {"fraction": 0.2}})
+
+
+def test_defaults_point_into_the_run_output(tmp_path):
+    cfg = TrainConfig.model_validate({"tokens": 100})
+    inputs = resolve_inputs(cfg, tmp_path)
+    assert inputs.data_paths == [str(tmp_path / "shards" / "*.parquet")]
+    assert inputs.manifest == tmp_path / "manifest.json" and inputs.output_dir == tmp_path / "model"
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+@settings(max_examples=60, deadline=None)
+@given(total=st.integers(5, 400), warmup=st.integers(0, 50), frac=st.floats(0, 0.5), kind=st.sampled_from(["cosine", "wsd"]))
+def test_lr_schedule_warms_up_stays_bounded_and_anneals_linearly_to_zero(total, warmup, frac, kind):
+    anneal = min(round(total * frac), total - 1)
+    sched = LRSchedule.from_config(OptimConfig(lr=1e-3, warmup_steps=warmup, schedule=kind), total, anneal)
+    lrs = [sched(s) for s in range(total)]
+    assert all(0 < lr <= 1e-3 + 1e-15 for lr in lrs)
+    for s in range(1, min(sched.warmup_steps, total)):
+        assert lrs[s] > lrs[s - 1]
+    if anneal >= 2:
+        tail = np.array(lrs[total - anneal :])
+        steps = np.diff(tail)
+        assert np.all(steps < 0) and np.allclose(steps, steps[0])  # linear decay...
+        assert math.isclose(tail[-1] + steps[0], 0.0, abs_tol=1e-12)  # ...that reaches zero next step
+
+
+def test_wsd_without_anneal_is_stable_then_decays():
+    sched = LRSchedule.from_config(OptimConfig(lr=1.0, warmup_steps=2, schedule="wsd", wsd_decay_fraction=0.5), 10, 0)
+    assert [sched(s) for s in range(2, 5)] == [1.0, 1.0, 1.0]
+    assert sched(9) < sched(7) < sched(5) <= 1.0
+
+
+# ----------------------------------------------------------------------------- tokenizer + data
+
+
+def test_bpe_is_lossless_on_real_text_and_saves_for_autotokenizer(run_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    docs = read_documents(expand([str(run_dir / "shards" / "*.parquet")]))
+    texts = docs["text"].to_pylist()
+    tok = train_bpe(texts[:100], vocab_size=600)
+    assert len(tok) <= 600 and tok.eos_token == EOS
+    sample = texts[150][:2000] + " naïve café — 東京"
+    assert tok.decode(tok(sample)["input_ids"]) == sample  # byte-level: nothing lost
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again(sample)["input_ids"] == tok(sample)["input_ids"]
+    assert load_tokenizer(tmp_path)(sample)["input_ids"] == tok(sample)["input_ids"]
+
+
+@pytest.fixture(scope="module")
+def pool(run_dir, tmp_path_factory) -> TokenPool:
+    docs = read_documents(expand([str(run_dir / "shards" / "*.parquet")]), group_column="domain")
+    tok = train_bpe(docs["text"].to_pylist()[:80], vocab_size=400)
+    folder = tmp_path_factory.mktemp("pool")
+    built = TokenPool.build(folder, "k1", docs, tok)
+    built.eos = tok.convert_tokens_to_ids(EOS)
+    built.tok = tok
+    return built
+
+
+def test_pool_holds_every_document_followed_by_eos(pool):
+    assert pool.num_docs > 150 and set(pool.groups) == {WIKI_DOMAIN, "commoncrawl.example"}
+    ends = pool.starts + pool.lengths - 1
+    assert np.all(pool.tokens[ends] == pool.eos)
+    first = pool.tokens[pool.starts[0] : ends[0]]
+    assert pool.tok.decode(first.tolist()).startswith(pool.tok.decode(first[:5].tolist()))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31), i=st.integers(0, 3000))
+def test_packed_stream_is_deterministic_and_prefix_stable(pool, seed, i):
+    a = PackedStream(pool, 64, seed)
+    b = PackedStream(pool, 64, seed)
+    b.sequence(i + 50)  # generating further first must not change earlier sequences
+    assert np.array_equal(a.sequence(i), b.sequence(i))
+    assert a.sequence(i).shape == (64,)
+
+
+def test_packed_stream_without_shuffle_is_the_pool_in_order(pool):
+    s = PackedStream(pool, 32, seed=0, shuffle=False)
+    flat = np.concatenate([s.sequence(k) for k in range(10)])
+    assert np.array_equal(flat, np.asarray(pool.tokens[:320]))
+
+
+def test_mixture_weights_set_the_token_shares(pool):
+    weights = {WIKI_DOMAIN: 0.25, "commoncrawl.example": 0.75}
+    s = PackedStream(pool, 64, seed=3, weights=weights)
+    s.sequence(4000)
+    order = s._order[0]
+    tokens = pool.lengths[order]
+    cc = pool.groups.index("commoncrawl.example")
+    share = tokens[pool.group_ids[order] == cc].sum() / tokens.sum()
+    assert abs(share - 0.75) < 0.05
+    with pytest.raises(ValueError, match="no domain in common"):
+        PackedStream(pool, 64, 0, weights={"nowhere.org": 1.0})
+
+
+@given(world=st.sampled_from([1, 2, 4]), accum=st.integers(1, 3), step=st.integers(0, 30))
+def test_ranks_split_each_global_batch_without_overlap(world, accum, step):
+    """World size only changes who reads which sequences, not what a step trains on."""
+    mb = 8 // world
+    plan = StepPlan(total_steps=40, anneal_steps=5, micro_batch_size=mb, grad_accum=accum, world_size=world)
+    single = StepPlan(total_steps=40, anneal_steps=5, micro_batch_size=8, grad_accum=accum, world_size=1)
+    got = sorted(plan.locate(step, m, r)[1] + k for m in range(accum) for r in range(world) for k in range(mb))
+    want = sorted(single.locate(step, m, 0)[1] + k for m in range(accum) for k in range(8))
+    assert got == want
+    assert plan.locate(step, 0, 0)[0] == (step >= 35)
+
+
+def test_anneal_row_filter_selects_by_score_and_domain(run_dir):
+    files = expand([str(run_dir / "shards" / "*.parquet")])
+    all_docs = read_documents(files)
+    hq = read_documents(files, row_filter=RowFilter("wiki_score", 0.5))
+    cc = read_documents(files, row_filter=RowFilter(None, None, ("commoncrawl.example",)))
+    assert 0 < cc.num_rows < hq.num_rows < all_docs.num_rows
+    assert hq.num_rows + cc.num_rows == all_docs.num_rows
+
+
+def test_manifest_mixture_is_optional(run_dir, tmp_path):
+    assert read_mixture(run_dir / "manifest.json") == ("domain", {WIKI_DOMAIN: 0.6, "commoncrawl.example": 0.4})
+    (tmp_path / "m.json").write_text(json.dumps({"shards": [], "mixture": {}}))
+    assert read_mixture(tmp_path / "m.json") is None and read_mixture(tmp_path / "absent.json") is None
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_trains_anneals_and_saves_a_loadable_model(run_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curate.train.cli import generate
+
+    cfg, inputs = tiny(run_dir, tmp_path / "model", max_steps=24,
+                       anneal={"fraction": 0.25, "min_score": 0.5})
+    final = train(cfg, inputs)
+    recs = [json.loads(line) for line in (tmp_path / "model" / "metrics.jsonl").read_text().splitlines()]
+    train_recs = [r for r in recs if "loss" in r]
+    evals = [r for r in recs if "eval_loss" in r]
+    assert [r["step"] for r in train_recs] == list(range(1, 25))
+    assert [r["phase"] for r in train_recs].count("anneal") == 6
+    assert train_recs[-1]["loss"] < train_recs[0]["loss"] - 0.5  # it learns
+    assert [e["step"] for e in evals] == [6, 12, 18, 24] and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert train_recs[-1]["lr"] < train_recs[-6]["lr"]
+    assert (tmp_path / "model" / "loss.png").stat().st_size > 1000
+
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
+    assert model.config.vocab_size == len(tok) and model.config.hidden_size == 64
+    samples = generate(str(final), "The history of", max_new_tokens=8, num_samples=2)
+    assert len(samples) == 2 and all(s.startswith("The history of") for s in samples)
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(run_dir, tmp_path):
+    cfg, inputs = tiny(run_dir, tmp_path / "straight")
+    train(cfg, inputs)
+    cfg2, inputs2 = tiny(run_dir, tmp_path / "interrupted")
+    stopped = train(cfg2, inputs2, stop_after_step=5)  # checkpoint at 4 and at the stop (5)
+    assert sorted(p.name for p in stopped.iterdir()) == ["step-000004.pt", "step-000005.pt"]
+    (stopped / "step-000005.pt").unlink()  # lose the last one: resume from step 4, redo step 5
+    train(cfg2, inputs2)
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "interrupted")
+    assert list(a) == list(b) == list(range(1, 13))
+    for step in a:
+        assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])
+    import torch
+    from safetensors.torch import load_file
+
+    wa = load_file(tmp_path / "straight" / "final" / "model.safetensors")
+    wb = load_file(tmp_path / "interrupted" / "final" / "model.safetensors")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_resume_refuses_a_checkpoint_from_a_different_budget(run_dir, tmp_path):
+    cfg, inputs = tiny(run_dir, tmp_path / "m", max_steps=4)
+    train(cfg, inputs)
+    cfg2, _ = tiny(run_dir, tmp_path / "m", max_steps=8)
+    with pytest.raises(RuntimeError, match="different data or budget"):
+        train(cfg2, inputs)
+    train(cfg2, inputs, resume=False)  # --fresh starts over
+    assert max(losses(tmp_path / "m")) == 8
