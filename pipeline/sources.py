@@ -1,0 +1,220 @@
+"""Where WARC files come from: local paths and globs, URLs, or a Common Crawl crawl listing.
+
+`resolve_inputs` turns the `input:` section into a deterministic list of `InputFile`s;
+`open_input` opens one as a binary stream. Remote files stream over HTTPS with retries and
+exponential backoff; a connection that breaks mid-file resumes with an HTTP Range request
+where the server supports it, so a flaky link never restarts (or silently truncates) a 1 GB WARC.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import io
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import requests
+
+from curate.config import COMMONCRAWL_HTTPS, CommonCrawlInput, LocalInput, UrlInput
+
+log = logging.getLogger(__name__)
+
+WARC_SUFFIXES = (".warc.gz", ".warc")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    uri: str  # local absolute path or http(s):// / s3:// URL
+    crawl: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable, filesystem-safe name for per-input bookkeeping (resume markers, parts)."""
+        base = os.path.basename(self.uri.rstrip("/"))[:60]
+        digest = hashlib.sha1(self.uri.encode()).hexdigest()[:12]
+        return f"{digest}-{base}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 5
+    backoff_s: float = 1.0  # first wait; doubles each retry, with jitter
+    timeout_s: float = 60.0
+
+
+class InputError(ValueError):
+    """The input section names nothing that can be read."""
+
+
+def resolve_inputs(cfg: LocalInput | UrlInput | CommonCrawlInput) -> list[InputFile]:
+    if isinstance(cfg, LocalInput):
+        return _resolve_local(cfg)
+    if isinstance(cfg, UrlInput):
+        return [InputFile(u, cfg.crawl) for u in dict.fromkeys(cfg.urls)]
+    return _resolve_commoncrawl(cfg)
+
+
+def _resolve_local(cfg: LocalInput) -> list[InputFile]:
+    found: dict[str, None] = {}
+    for pattern in cfg.paths:
+        expanded = os.path.expanduser(pattern)
+        matches = sorted(glob.glob(expanded, recursive=True)) if glob.has_magic(expanded) else [expanded]
+        if not matches:
+            raise InputError(f"input.paths: {pattern!r} matches no file")
+        for m in matches:
+            p = Path(m)
+            if p.is_dir():
+                for f in sorted(p.rglob("*")):
+                    if f.is_file() and f.name.endswith(WARC_SUFFIXES):
+                        found[str(f.resolve())] = None
+            elif p.exists():
+                found[str(p.resolve())] = None
+            else:
+                raise InputError(f"input.paths: {m!r} does not exist")
+    if not found:
+        raise InputError("input.paths: no .warc.gz / .warc files found")
+    return [InputFile(p, cfg.crawl) for p in found]
+
+
+def _join(base: str, path: str) -> str:
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _resolve_commoncrawl(cfg: CommonCrawlInput) -> list[InputFile]:
+    listing_url = _join(cfg.base_url, f"crawl-data/{cfg.crawl}/warc.paths.gz")
+    policy = RetryPolicy(retries=cfg.retries, timeout_s=cfg.timeout_s)
+    with open_input(listing_url, policy) as f:
+        raw = f.read()
+    paths = [line.strip() for line in gzip.decompress(raw).decode().splitlines() if line.strip()]
+    if not paths:
+        raise InputError(f"{listing_url} lists no WARC files")
+    if isinstance(cfg.files, list):
+        bad = [i for i in cfg.files if i >= len(paths)]
+        if bad:
+            raise InputError(f"input.files: indices {bad} out of range (the crawl has {len(paths)} files)")
+        chosen = [paths[i] for i in cfg.files]
+    else:
+        # Deterministic sample: the same seed always picks the same files, spread over the crawl.
+        order = list(range(len(paths)))
+        random.Random(cfg.seed).shuffle(order)
+        chosen = [paths[i] for i in sorted(order[: cfg.files])]
+    return [InputFile(_join(cfg.base_url, p), cfg.crawl) for p in chosen]
+
+
+def open_input(uri: str, policy: RetryPolicy | None = None) -> BinaryIO:
+    policy = policy or RetryPolicy()
+    if uri.startswith(("http://", "https://")):
+        return io.BufferedReader(RetryingHTTPStream(uri, policy), buffer_size=1 << 20)
+    if uri.startswith("s3://"):
+        return _open_s3(uri, policy)
+    return open(uri, "rb")
+
+
+def _open_s3(uri: str, policy: RetryPolicy) -> BinaryIO:
+    try:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config as BotoConfig
+    except ImportError:
+        # Common Crawl's bucket is also served over HTTPS; fall back to that rather than fail.
+        if uri.startswith("s3://commoncrawl/"):
+            return open_input(COMMONCRAWL_HTTPS + uri[len("s3://commoncrawl/"):], policy)
+        raise InputError(f"{uri}: reading s3:// needs boto3 (pip install 'curate[s3]')") from None
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    signed = bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
+    cfg = BotoConfig(retries={"max_attempts": policy.retries + 1, "mode": "adaptive"},
+                     signature_version=None if signed else UNSIGNED)
+    body = boto3.client("s3", config=cfg).get_object(Bucket=bucket, Key=key)["Body"]
+    return body  # botocore StreamingBody is a readable binary stream
+
+
+class RetryingHTTPStream(io.RawIOBase):
+    """A read-only stream over HTTP(S) GET that survives dropped connections.
+
+    On a connection error or 5xx/429 it waits (exponential backoff with jitter) and re-requests
+    from the current position with `Range: bytes=<pos>-`. A server that ignores Range (answers
+    200 instead of 206) after bytes were already consumed cannot be resumed safely: that is an
+    error, never a silent restart that would duplicate records.
+    """
+
+    def __init__(self, url: str, policy: RetryPolicy, session: requests.Session | None = None) -> None:
+        super().__init__()
+        self.url = url
+        self.policy = policy
+        self._session = session or requests.Session()
+        self._pos = 0
+        self._resp: requests.Response | None = None
+        self._iter = None
+        self._buf = b""
+        self._eof = False
+        self.attempts = 0  # requests made, for tests and logs
+        self._connect()
+
+    def readable(self) -> bool:
+        return True
+
+    def _connect(self) -> None:
+        last: Exception | None = None
+        for attempt in range(self.policy.retries + 1):
+            if attempt:
+                delay = self.policy.backoff_s * (2 ** (attempt - 1)) * (1 + random.random() * 0.25)
+                log.warning("retrying %s at byte %d in %.1fs (%s)", self.url, self._pos, delay, last)
+                time.sleep(delay)
+            self.attempts += 1
+            headers = {"Range": f"bytes={self._pos}-"} if self._pos else {}
+            try:
+                resp = self._session.get(self.url, headers=headers, stream=True, timeout=self.policy.timeout_s)
+            except requests.RequestException as err:
+                last = err
+                continue
+            if resp.status_code in (429, 500, 502, 503, 504):
+                last = requests.HTTPError(f"HTTP {resp.status_code}")
+                resp.close()
+                continue
+            if resp.status_code == 404:
+                resp.close()
+                raise FileNotFoundError(f"{self.url}: HTTP 404")
+            if resp.status_code >= 400:
+                resp.close()
+                raise OSError(f"{self.url}: HTTP {resp.status_code}")
+            if self._pos and resp.status_code != 206:
+                resp.close()
+                raise OSError(f"{self.url}: connection dropped at byte {self._pos} and the server does not support Range")
+            self._resp = resp
+            self._iter = resp.iter_content(chunk_size=1 << 16)
+            return
+        raise OSError(f"{self.url}: gave up after {self.policy.retries + 1} attempts: {last}")
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        while not self._buf and not self._eof:
+            try:
+                self._buf = next(self._iter)  # type: ignore[arg-type]
+            except StopIteration:
+                self._eof = True
+            except (requests.RequestException, ConnectionError, OSError) as err:
+                log.warning("%s: read failed at byte %d: %s", self.url, self._pos, err)
+                self._close_resp()
+                self._connect()
+        if not self._buf:
+            return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        self._pos += n
+        return n
+
+    def _close_resp(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+
+    def close(self) -> None:
+        self._close_resp()
+        super().close()
