@@ -3,10 +3,12 @@
 Candidates come from regular expressions and are then validated, so what only looks like PII
 stays: IPs are parsed with `ipaddress` (private, loopback, link-local and other non-global
 addresses kept by default); a dotted quad right after "v", "version", "ver.", "release",
-"build" or "firmware" is a version number, not an IP; cards must be 13-19 digits with a known
+"build" or "firmware" is a version number, not an IP (a "v" glued to it, as in v1.2.3.4,
+never matches); cards must be 13-19 digits with a known
 brand prefix and a valid Luhn checksum; phone candidates need 8-15 digits, a leading `+`, `0`
 or `(`, or the North-American 3-3-4 shape, and are skipped after words such as "ISBN",
-"order", "invoice", "ref", "serial", "tracking" or "#" (catalogue and order numbers). Dates
+"order", "invoice", "ref", "serial", "tracking" or "#" (catalogue and order numbers), are never a date shape (01/02/2024, 15.01.2024), and
+never continue a longer digit run (a Luhn-invalid 16-digit number is not a phone). Dates
 (2024-01-15, 15.01.2024), prices and plain numbers never match these shapes.
 """
 
@@ -36,13 +38,14 @@ _VERSION_BEFORE = re.compile(r"(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\bfir
 CARD = re.compile(r"(?<![\w.,-])\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)")
 _SEP = r"[ .\-/]?"
 PHONE = re.compile(
-    r"(?<![\w+/.,-])(?:"
+    r"(?<![\w+/.,-])(?<!\d[ .\-/])(?:"  # not the tail of a longer digit run (cards, IDs)
     r"\+\d{1,3}[ .-]?(?:\(0\)[ .-]?)?\(?\d{1,4}\)?(?:[ .\-/]?\d{1,5}){1,5}"  # international / E.164
     r"|\(0?\d{2,5}\)[ .-]?\d{2,5}(?:[ .\-/]?\d{2,5}){0,3}"  # (030) 1234 5678, (555) 123-4567
     r"|0\d{1,4}[ .\-/]?\d{2,8}(?:[ .\-/]?\d{2,4}){0,4}"  # national with trunk 0: UK, DE, FR ...
     r"|(?:1[ .-])?\d{3}[ .-]\d{3}[ .-]\d{4}"  # North America 555-123-4567, 555.123.4567
     r")(?![\w]|[.,-]\d)"
 )
+_DATE = re.compile(r"\d{1,2}([./-])\d{1,2}\1\d{2,4}|\d{4}([./-])\d{1,2}\2\d{1,2}")
 _NOT_PHONE_BEFORE = re.compile(
     r"(?:isbn(?:-1[03])?|issn|order|invoice|ref(?:erence)?|serial|tracking|article|item|sku|no\.|nr\.|#)\W{0,3}$",
     re.IGNORECASE,
@@ -130,7 +133,7 @@ class PiiFinder:
         if cfg.phone:
             for m in PHONE.finditer(text):
                 digits = sum(ch.isdigit() for ch in m.group())
-                if not 8 <= digits <= 15:
+                if not 8 <= digits <= 15 or _DATE.fullmatch(m.group()):
                     continue
                 if _NOT_PHONE_BEFORE.search(text, max(0, m.start() - 20), m.start()):
                     continue
