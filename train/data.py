@@ -364,6 +364,16 @@ class BatchLoader:
         self._thread = threading.Thread(target=self._produce, name="curate-train-loader", daemon=True)
         self._thread.start()
 
+    def _put(self, item) -> bool:
+        """Block until there is room or the loader is closed (False: stop producing)."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def _produce(self) -> None:
         try:
             for step in range(self.start_step, self.plan.total_steps):
@@ -373,17 +383,11 @@ class BatchLoader:
                     batch = torch.from_numpy(stream.batch(first, self.plan.micro_batch_size))
                     if self.pin:
                         batch = batch.pin_memory()
-                    while not self._stop.is_set():
-                        try:
-                            self._queue.put((step, micro, batch), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if self._stop.is_set():
+                    if not self._put((step, micro, batch)):
                         return
-            self._queue.put(None)
+            self._put(None)
         except BaseException as err:  # surface loader failures in the training thread
-            self._queue.put(err)
+            self._put(err)
 
     def __iter__(self) -> Iterator[tuple[int, int, torch.Tensor]]:
         while True:
