@@ -286,3 +286,44 @@ def test_resume_refuses_a_checkpoint_from_a_different_budget(run_dir, tmp_path):
         train(cfg2, inputs)
     train(cfg2, inputs, resume=False)  # --fresh starts over
     assert max(losses(tmp_path / "m")) == 8
+
+
+DDP_WORKER = """
+import json, sys
+from pathlib import Path
+from curate.train.config import TrainConfig
+from curate.train.loop import resolve_inputs, train
+cfg = TrainConfig.model_validate(json.loads(Path(sys.argv[1]).read_text()))
+train(cfg, resolve_inputs(cfg, sys.argv[2]))
+"""
+
+
+@pytest.mark.slow  # ~25 s of CPU, three Python processes start on 2 cores
+def test_ddp_under_torchrun_matches_single_process_gradient_accumulation(run_dir, tmp_path):
+    """2 ranks (gloo, CPU) x 4 sequences == 1 process x 2 micro-batches of 4: same losses, same weights."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    single_cfg, single_inputs = tiny(run_dir, tmp_path / "single", max_steps=6, grad_accum=2, eval={"interval": 3})
+    train(single_cfg, single_inputs)
+
+    ddp_cfg, _ = tiny(run_dir, tmp_path / "ddp", max_steps=6, grad_accum=1, eval={"interval": 3})
+    (tmp_path / "cfg.json").write_text(ddp_cfg.model_dump_json())
+    (tmp_path / "worker.py").write_text(DDP_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(tmp_path / "worker.py"), str(tmp_path / "cfg.json"), str(run_dir)],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = losses(tmp_path / "single"), losses(tmp_path / "ddp")
+    assert list(a) == list(b) == list(range(1, 7))
+    assert all(abs(a[s] - b[s]) < 1e-4 for s in a), (a, b)
+    wa = load_file(tmp_path / "single" / "final" / "model.safetensors")
+    wb = load_file(tmp_path / "ddp" / "final" / "model.safetensors")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-4) for k in wa)
