@@ -150,7 +150,7 @@ class WarcReader:
                 except (EOFError, zlib.error, OSError) as err:
                     self._set_offset(row, iterator.offset, source)
                     # The record itself is cut short: account for it, then stop like any cut file.
-                    row[schema.DROP_REASON] = "error:warc_truncated_record"
+                    row[schema.DROP_REASON] = "error:warc:truncated_record"
                     rows.append(row)
                     raise _Truncated(err) from err
                 rows.append(row)

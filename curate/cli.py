@@ -1,0 +1,109 @@
+"""`curate run CONFIG`, `curate stats OUTPUT`, `curate train CONFIG`, `curate generate MODEL_DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from curate import __version__
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _print_funnel(console, stats: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"funnel: {stats['read']} read -> {stats['kept']} kept, {stats['rejected']} rejected, {stats['errored']} errored")
+    for col in ("stage", "in", "kept", "dropped", "top reasons", "s"):
+        t.add_column(col, justify="right" if col in ("in", "kept", "dropped", "s") else "left")
+    for f in stats["funnel"]:
+        top = ", ".join(f"{r} {n}" for r, n in list(f["dropped"].items())[:3])
+        t.add_row(f["stage"], str(f["in"]), str(f["kept"]), str(f["in"] - f["kept"]), top, str(f.get("seconds", "")))
+    console.print(t)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from curate import session
+    from curate.config import ConfigError, load_config
+    console = _console()
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        console.print(f"[red]{args.config}: {err}[/red]")
+        return 2
+    if args.output:
+        cfg.output.path = args.output
+    try:
+        sess = session.start(cfg.ray)
+    except ValueError as err:
+        console.print(f"[red]{err}[/red]")
+        return 2
+    console.print(sess.banner())
+    import ray.data
+
+    from curate.pipeline.runner import Runner
+    from curate.pipeline.sources import InputError
+
+    ray.data.DataContext.get_current().enable_progress_bars = not args.no_progress
+    # Ray Data logs every execution plan at INFO; the funnel and progress bars say what matters.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    try:
+        result = Runner(cfg, console=console).run(sess.num_cpus, sess.dashboard_url)
+    except InputError as err:
+        console.print(f"[red]{err}[/red]")
+        return 2
+    _print_funnel(console, result.stats)
+    console.print(f"wrote {result.manifest['rows']} documents in {len(result.manifest['shards'])} shards to {result.output / 'shards'}"
+                  f" (report: {result.output / 'report.md'})")
+    if cfg.train is not None and not args.no_train:
+        from curate.train import run_training
+
+        model_dir = run_training(cfg)
+        console.print(f"trained model: {model_dir}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    stats = json.loads((Path(args.output) / "stats.json").read_text())
+    _print_funnel(_console(), stats)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="curate", description="Pretraining-data curation on Ray: WARCs in, Parquet shards and a model out.")
+    p.add_argument("--version", action="version", version=f"curate {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="curate the inputs of CONFIG into shards (and train if it has a train: section)")
+    r.add_argument("config", help="YAML run config, e.g. examples/sample.yaml")
+    r.add_argument("--output", help="override output.path")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    r.add_argument("--no-train", action="store_true", help="skip the train: section")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("stats", help="print the funnel of a finished run")
+    s.add_argument("output", help="the run's output folder")
+    s.set_defaults(func=cmd_stats)
+    try:
+        from curate.train.cli import add_subcommands
+    except ImportError:  # pragma: no cover -- torch missing in a slim install
+        pass
+    else:
+        add_subcommands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("CURATE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

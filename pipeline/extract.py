@@ -1,0 +1,152 @@
+"""Main-text extraction: raw page bytes -> `text`, with trafilatura (default) or resiliparse.
+
+The result for a page depends on that page alone (trafilatura's cross-document `deduplicate`
+cache stays off), so it never matters which worker or batch a page lands in. Each page gets a
+time limit; a pathological page becomes `error:extract_timeout` instead of stalling a worker.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import signal
+import threading
+from contextlib import contextmanager
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate import schema
+from curate.config import ExtractConfig
+from curate.pipeline.stage import Stage
+
+_META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+
+
+def _known(enc: str | None) -> str | None:
+    if not enc:
+        return None
+    try:
+        return codecs.lookup(enc).name
+    except LookupError:
+        return None
+
+
+def decode_html(payload: bytes, header_charset: str | None) -> tuple[str, str]:
+    """Bytes -> (text, charset used). HTTP header first, then `<meta>`, then detection;
+    undecodable bytes are replaced, never raised."""
+    if payload.startswith(codecs.BOM_UTF8):
+        return payload[3:].decode("utf-8", "replace"), "utf-8"
+    meta = _META_CHARSET_RE.search(payload[:4096])
+    for enc in (_known(header_charset), _known(meta.group(1).decode("ascii", "ignore")) if meta else None):
+        if enc:
+            try:
+                return payload.decode(enc), enc
+            except UnicodeDecodeError:
+                continue  # a wrong declaration is common; try the next source
+    try:
+        return payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(payload[:200_000]).best()
+    enc = best.encoding if best else "utf-8"
+    return payload.decode(enc, "replace"), enc
+
+
+class ExtractTimeout(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """SIGALRM-based limit; a no-op off the main thread (signals only reach the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise ExtractTimeout()
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def trafilatura_kwargs(cfg: ExtractConfig) -> dict:
+    """The exact settings used for every page (also by the direct-call comparison test)."""
+    return {
+        "favor_precision": cfg.favor_precision,
+        "include_comments": cfg.include_comments,
+        "include_tables": cfg.include_tables,
+        "deduplicate": False,
+        "with_metadata": False,
+        "output_format": "txt",
+    }
+
+
+class Extract(Stage):
+    name: ClassVar[str] = "extract"
+    reason_namespaces: ClassVar[tuple[str, ...]] = ("extract", "error:extract")
+
+    def __init__(self, cfg: ExtractConfig) -> None:
+        self.cfg = cfg
+        if cfg.engine == "trafilatura":
+            import trafilatura
+
+            kwargs = trafilatura_kwargs(cfg)
+            self._extract = lambda html: trafilatura.extract(html, **kwargs)
+        else:
+            from resiliparse.extract.html2text import extract_plain_text
+            from resiliparse.parse.html import HTMLTree
+
+            self._extract = lambda html: extract_plain_text(HTMLTree.parse(html), main_content=True)
+        self.counts = {"timeouts": 0, "errors": 0}
+
+    def extract_one(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str, str | None]:
+        """(text, charset, drop reason)."""
+        html, charset = decode_html(payload, header_charset)
+        try:
+            with time_limit(self.cfg.timeout_s):
+                text = self._extract(html)
+        except ExtractTimeout:
+            self.counts["timeouts"] += 1
+            return None, charset, "error:extract_timeout"
+        except Exception as err:  # noqa: BLE001 -- one bad page must not fail the batch
+            self.counts["errors"] += 1
+            return None, charset, f"error:extract:{type(err).__name__}"
+        text = (text or "").strip()
+        if len(text) < max(self.cfg.min_text_chars, 1):
+            return None, charset, "extract:empty"
+        return text, charset, None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        raw = batch.column(schema.RAW_HTML).to_pylist()
+        charsets = batch.column(schema.CHARSET).to_pylist()
+        active = schema.active_mask(batch).to_pylist()
+        texts, reasons, used = [], [], []
+        for payload, cs, ok in zip(raw, charsets, active):
+            if not ok or payload is None:
+                texts.append(None), reasons.append(None), used.append(cs)
+                continue
+            text, charset, reason = self.extract_one(payload, cs)
+            texts.append(text), reasons.append(reason), used.append(charset)
+        out = schema.set_column(batch, schema.TEXT, texts)
+        out = schema.set_column(out, schema.CHARSET, used)
+        out = schema.mark_dropped(out, reasons)
+        # The raw page never leaves extraction: downstream blocks stay small.
+        return schema.conform(out.drop_columns([schema.RAW_HTML]))
+
+    def stats(self) -> dict:
+        return dict(self.counts)
+
+
+def nonempty_text_fraction(table: pa.Table) -> float:
+    n = table.num_rows
+    return (pc.sum(pc.greater(pc.utf8_length(pc.fill_null(table.column(schema.TEXT), "")), 0)).as_py() or 0) / max(n, 1)

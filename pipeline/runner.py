@@ -1,0 +1,378 @@
+"""The stage graph: read -> extract -> filters (per document, streaming on Ray Data) ->
+global stages (dedup) -> shards, with resume and a funnel that must add up.
+
+Layout under `output.path`:
+  work/read/<input>.json     per-input completion marker (what reading found, rows emitted)
+  work/docs/<input>/*.parquet  every row of that input after the per-document stages
+  work/global/<k>-<name>/     each global stage's materialized output (+ _SUCCESS)
+  shards/ rejected/ stats.json manifest.json report.md funnel.png
+
+Resume: an input is finished when its marker exists and its part files hold exactly the rows
+the marker counts; anything else about it is deleted and redone. Global stages are reused only
+when no input was (re)processed in this invocation. Shards are rewritten from the sorted rows,
+so a resumed run yields byte-identical shards to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate import schema
+from curate.config import Config
+from curate.pipeline.sources import InputFile, RetryPolicy, open_input, resolve_inputs
+from curate.pipeline.stage import Stage
+
+log = logging.getLogger(__name__)
+READ_STAGE = "read"
+
+
+def _atomic_write_table(table: pa.Table, path: Path, compression: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp, compression=None if compression == "none" else compression)
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-document phase (runs inside Ray workers)
+
+
+class ReadWarcs:
+    """map_batches fn: a batch of input URIs -> batches of raw document rows."""
+
+    def __init__(self, cfg: Config, read_dir: str) -> None:
+        from curate.pipeline.warc import WarcReader
+
+        self.reader = WarcReader(cfg.read)
+        self.read_dir = Path(read_dir)
+        src = cfg.input
+        self.policy = RetryPolicy(retries=getattr(src, "retries", 5), timeout_s=getattr(src, "timeout_s", 60.0))
+
+    def __call__(self, batch: pa.Table):
+        from curate.pipeline.warc import ReadReport
+
+        for uri, crawl in zip(batch.column("uri").to_pylist(), batch.column("crawl").to_pylist()):
+            source = InputFile(uri, crawl)
+            report = ReadReport(uri)
+            try:
+                stream = open_input(uri, self.policy)
+            except Exception as err:  # noqa: BLE001 -- a missing/unreachable file is a counted fault
+                report.error, report.error_detail = f"warc:open_error:{type(err).__name__}", str(err)[:300]
+            else:
+                with stream:
+                    yield from self.reader.read(source, stream, report)
+            # Written last: rows of this input are all emitted once the marker exists.
+            _atomic_write_json(report.to_json(), self.read_dir / f"{source.key}.json")
+
+
+class DocStages:
+    """Actor: extraction and every per-document filter, in order, on each batch.
+
+    The stages are fused into one actor (as Ray fuses task operators) so a batch is not copied
+    through the object store between cheap stages, and models load once per actor. Seconds and
+    stage counters go to the run's StatsCollector actor.
+    """
+
+    def __init__(self, cfg: Config, collector) -> None:
+        from curate import filters
+        from curate.pipeline.extract import Extract
+
+        self.stages: list[Stage] = [Extract(cfg.extract), *filters.build_stages(cfg.filters)]
+        self.collector = collector
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import ray
+
+        seconds: dict[str, float] = {}
+        for stage in self.stages:
+            t0 = time.perf_counter()
+            batch = stage(batch)
+            seconds[stage.name] = time.perf_counter() - t0
+        ray.get(self.collector.add.remote(seconds, self._counter_deltas()))
+        return batch
+
+    def _counter_deltas(self) -> dict[str, dict[str, float]]:
+        """Stage counters are cumulative per actor; send only what changed since last batch."""
+        prev = getattr(self, "_prev", {})
+        deltas: dict[str, dict[str, float]] = {}
+        for stage in self.stages:
+            now = _flatten(stage.stats())
+            before = prev.get(stage.name, {})
+            d = {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
+            if d:
+                deltas[stage.name] = d
+            prev[stage.name] = now
+        self._prev = prev
+        return deltas
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[key] = v
+    return out
+
+
+class PartSink:
+    """Datasink writing each block's rows to work/docs/<input key>/part-<uuid>.parquet."""
+
+    def __new__(cls, docs_dir: str, compression: str):
+        from ray.data import Datasink
+
+        class _Sink(Datasink):
+            def write(self, blocks, ctx) -> None:
+                for block in blocks:
+                    table = pa.table(block) if not isinstance(block, pa.Table) else block
+                    if table.num_rows == 0:
+                        continue
+                    table = schema.conform(table)
+                    paths = table.column(schema.WARC_PATH)
+                    for uri in pc.unique(paths).to_pylist():
+                        part = table.filter(pc.equal(paths, uri))
+                        d = Path(docs_dir) / InputFile(uri).key
+                        d.mkdir(parents=True, exist_ok=True)
+                        _atomic_write_table(part, d / f"part-{uuid.uuid4().hex}.parquet", compression)
+
+        return _Sink()
+
+
+def _make_collector():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class StatsCollector:
+        def __init__(self) -> None:
+            self.seconds: dict[str, float] = defaultdict(float)
+            self.counters: dict[str, Counter] = defaultdict(Counter)
+
+        def add(self, seconds: dict[str, float], deltas: dict[str, dict]) -> None:
+            for k, v in seconds.items():
+                self.seconds[k] += v
+            for stage, d in deltas.items():
+                self.counters[stage].update(d)
+
+        def snapshot(self) -> dict:
+            return {"seconds": dict(self.seconds), "counters": {k: dict(v) for k, v in self.counters.items()}}
+
+    return StatsCollector.remote()
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver side
+
+
+@dataclass
+class RunResult:
+    output: Path
+    stats: dict
+    manifest: dict
+    dashboard_url: str | None = None
+    skipped_inputs: int = 0
+    processed_inputs: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(self, cfg: Config, *, progress: bool = True, console=None) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.output.path)
+        self.work = self.out / "work"
+        self.read_dir = self.work / "read"
+        self.docs_dir = self.work / "docs"
+        self.global_dir = self.work / "global"
+        self.progress = progress
+        self.console = console
+
+    def _say(self, msg: str) -> None:
+        if self.console is not None:
+            self.console.print(msg)
+        else:
+            log.info(msg)
+
+    # -- resume bookkeeping ------------------------------------------------------------------
+    def _check_fingerprint(self) -> None:
+        fp_path = self.work / "config.json"
+        fp = self.cfg.fingerprint()
+        if fp_path.exists():
+            old = json.loads(fp_path.read_text()).get("fingerprint")
+            if old != fp:
+                raise RuntimeError(
+                    f"{self.out} holds a run of a different config (fingerprint {old} != {fp}); "
+                    "choose another output.path or delete that folder"
+                )
+        else:
+            self.work.mkdir(parents=True, exist_ok=True)
+            _atomic_write_json({"fingerprint": fp, "config": self.cfg.model_dump(mode="json")}, fp_path)
+
+    def _finished(self, inp: InputFile) -> dict | None:
+        marker = self.read_dir / f"{inp.key}.json"
+        if not marker.exists():
+            return None
+        report = json.loads(marker.read_text())
+        d = self.docs_dir / inp.key
+        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in d.glob("part-*.parquet")) if d.exists() else 0
+        return report if rows == report["rows"] else None
+
+    # -- phases ------------------------------------------------------------------------------
+    def _run_per_document(self, pending: list[InputFile], num_cpus: int, collector) -> None:
+        import ray.data
+
+        for inp in pending:  # partial leftovers of an interrupted attempt
+            shutil.rmtree(self.docs_dir / inp.key, ignore_errors=True)
+            (self.read_dir / f"{inp.key}.json").unlink(missing_ok=True)
+        self.read_dir.mkdir(parents=True, exist_ok=True)
+        self.docs_dir.mkdir(parents=True, exist_ok=True)
+        items = [{"uri": i.uri, "crawl": i.crawl} for i in pending]
+        bs = self.cfg.ray.batch_size
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(
+            ReadWarcs,
+            fn_constructor_kwargs={"cfg": self.cfg, "read_dir": str(self.read_dir)},
+            batch_size=1,
+            batch_format="pyarrow",
+            # Reading is I/O and gunzip: light enough to share cores with extraction.
+            num_cpus=0.25,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), num_cpus))),
+        )
+        ds = ds.map_batches(
+            DocStages,
+            fn_constructor_kwargs={"cfg": self.cfg, "collector": collector},
+            batch_size=bs,
+            batch_format="pyarrow",
+            num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, num_cpus)),
+        )
+        ds.write_datasink(PartSink(str(self.docs_dir), self.cfg.output.compression))
+
+    def _doc_files(self, inputs: list[InputFile]) -> list[str]:
+        files: list[str] = []
+        for inp in inputs:
+            files += sorted(str(p) for p in (self.docs_dir / inp.key).glob("part-*.parquet"))
+        return files
+
+    def _run_global(self, files: list[str], reuse: bool, num_cpus: int) -> tuple[list[str], dict]:
+        import ray.data
+
+        from curate import dedup
+        from curate.pipeline.global_stage import GlobalContext
+
+        stats: dict[str, dict] = {}
+        stages = dedup.build_global_stages(self.cfg.dedup)
+        if not reuse:
+            shutil.rmtree(self.global_dir, ignore_errors=True)
+        current = files
+        for k, stage in enumerate(stages):
+            d = self.global_dir / f"{k}-{stage.name}"
+            done = d / "_SUCCESS"
+            if reuse and done.exists():
+                stats[stage.name] = json.loads(done.read_text())
+                current = sorted(str(p) for p in d.glob("*.parquet"))
+                self._say(f"  [dim]global stage {stage.name}: done in an earlier run, reused[/dim]")
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            tmp = self.global_dir / f".{k}-{stage.name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "work").mkdir(parents=True)
+            ctx = GlobalContext(work_dir=tmp / "work", num_cpus=num_cpus)
+            t0 = time.perf_counter()
+            ds = ray.data.read_parquet(current, schema=schema.DOC_SCHEMA) if current else ray.data.from_arrow(schema.empty())
+            out = stage.run(ds, ctx)
+            out.write_parquet(str(tmp), min_rows_per_file=max(1, self.cfg.output.rows_per_shard))
+            shutil.rmtree(tmp / "work", ignore_errors=True)
+            ctx.stats["seconds"] = round(time.perf_counter() - t0, 3)
+            os.replace(tmp, d)
+            _atomic_write_json(ctx.stats, done)
+            stats[stage.name] = ctx.stats
+            current = sorted(str(p) for p in d.glob("*.parquet"))
+        return current, stats
+
+    def _write_outputs(self, files: list[str]) -> tuple[list[dict], list[dict], Counter, Counter, int]:
+        """Stream the final rows in (warc_path, warc_offset) order into fixed-size shards."""
+        import ray.data
+
+        from curate.pipeline.shards import ShardWriter
+
+        for sub in ("shards", "rejected"):
+            shutil.rmtree(self.out / sub, ignore_errors=True)
+            (self.out / sub).mkdir(parents=True)
+        reasons: Counter = Counter()
+        domain_tokens: Counter = Counter()
+        comp = self.cfg.output.compression
+        kept_w = ShardWriter(self.out / "shards", "shard", self.cfg.output.rows_per_shard, comp)
+        rej_w = ShardWriter(self.out / "rejected", "rejected", self.cfg.output.rows_per_shard, comp)
+        total = 0
+        if files:
+            ds = ray.data.read_parquet(files, schema=schema.DOC_SCHEMA).sort([schema.WARC_PATH, schema.WARC_OFFSET])
+            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=4096):
+                batch = schema.conform(batch)
+                total += batch.num_rows
+                mask = schema.active_mask(batch)
+                reasons.update(batch.column(schema.DROP_REASON).to_pylist())
+                kept = batch.filter(mask)
+                rejected = batch.filter(pc.invert(mask))
+                if not self.cfg.output.rejected_text:
+                    rejected = schema.set_column(rejected, schema.TEXT, pa.nulls(rejected.num_rows, pa.large_string()))
+                tokens = kept_w.add(kept)
+                for dom, t in zip(kept.column(schema.DOMAIN).to_pylist(), tokens):
+                    domain_tokens[dom or "<none>"] += t
+                rej_w.add(rejected)
+        return kept_w.close(), rej_w.close(), reasons, domain_tokens, total
+
+    # -- the whole run -----------------------------------------------------------------------
+    def run(self, num_cpus: int, dashboard_url: str | None = None) -> RunResult:
+        from curate.pipeline.report import build_stats, write_report
+
+        t_start = time.perf_counter()
+        self._check_fingerprint()
+        inputs = resolve_inputs(self.cfg.input)
+        done = {i.key: r for i in inputs if (r := self._finished(i)) is not None}
+        pending = [i for i in inputs if i.key not in done]
+        self._say(f"inputs: {len(inputs)} ({len(done)} finished earlier, {len(pending)} to process)")
+        collector = _make_collector()
+        t0 = time.perf_counter()
+        if pending:
+            self._run_per_document(pending, num_cpus, collector)
+            for i in pending:
+                r = self._finished(i)
+                if r is None:
+                    raise RuntimeError(f"input {i.uri} did not finish (marker/rows mismatch)")
+                done[i.key] = r
+        per_doc_seconds = time.perf_counter() - t0
+        import ray
+
+        snap = ray.get(collector.snapshot.remote())
+        files, global_stats = self._run_global(self._doc_files(inputs), reuse=not pending, num_cpus=num_cpus)
+        t1 = time.perf_counter()
+        shards, rejected, reasons, domain_tokens, total = self._write_outputs(files)
+        write_seconds = time.perf_counter() - t1
+        reports = [done[i.key] for i in inputs]
+        stats = build_stats(
+            self.cfg, reports, reasons, snap, global_stats, total,
+            seconds={"per_document": per_doc_seconds, "write": write_seconds, "total": time.perf_counter() - t_start},
+            processed_inputs=len(pending),
+        )
+        manifest = write_report(self.cfg, self.out, stats, reports, shards, rejected, domain_tokens)
+        return RunResult(self.out, stats, manifest, dashboard_url, skipped_inputs=len(inputs) - len(pending), processed_inputs=len(pending))
