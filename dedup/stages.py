@@ -15,7 +15,7 @@ from curate import schema
 from curate.dedup.config import DedupConfig, ExactConfig, MinHashConfig
 from curate.dedup.minhash import SignatureBuilder, band_keys, estimated_jaccard, normalize_text
 from curate.dedup.shuffle import (
-    PART, apply_by_partition, connected_components, join_on, digest_strings, node_ids, partition_of, survivor_order,
+    PART, apply_by_partition, connected_components, join_on, total, digest_strings, node_ids, partition_of, survivor_order,
 )
 from curate.pipeline.global_stage import GlobalContext, GlobalStage
 
@@ -106,11 +106,10 @@ class ExactDedup(GlobalStage):
 
 
 def _count_reason(ds: ray.data.Dataset, reason: str) -> int:
-    def count(batch: pa.Table) -> pa.Table:
-        n = pc.sum(pc.equal(batch.column(schema.DROP_REASON), reason)).as_py() or 0
-        return pa.table({"n": [n]})
+    def flag(batch: pa.Table) -> pa.Table:
+        return pa.table({"n": pc.equal(batch.column(schema.DROP_REASON), reason).fill_null(False).cast(pa.int64())})
 
-    return int(ds.map_batches(count, batch_format="pyarrow").sum("n") or 0)
+    return total(ds.map_batches(flag, batch_format="pyarrow"), "n")
 
 
 class MinHashDedup(GlobalStage):
@@ -186,6 +185,8 @@ class MinHashDedup(GlobalStage):
             "node": table.column("node").take(order),
             "_dup_of": pc.if_else(pa.array(is_dup), survivor_ids, pa.scalar(None, pa.string())),
             "_cluster": table.column("label").take(order),
+            "_size": np.diff(np.concatenate([np.flatnonzero(~is_dup), [order.size]]))[np.cumsum(~is_dup) - 1],
+            "_survivor": ~is_dup,
         })
 
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
@@ -240,6 +241,7 @@ def _sig_matrix(t: pa.Table, num_perm: int) -> np.ndarray:
 
 def _apply_assignment(t: pa.Table) -> pa.Table:
     active = schema.active_mask(t)
+    t = t.drop_columns([c for c in ("_size", "_survivor") if c in t.column_names])
     dup = pc.and_(pc.is_valid(t.column("_dup_of")), active)
     t = schema.set_column(t, schema.DUP_OF, pc.if_else(dup, t.column("_dup_of"), t.column(schema.DUP_OF)))
     t = schema.set_column(t, schema.MINHASH_CLUSTER, pc.if_else(pc.is_valid(t.column("_cluster")), t.column("_cluster"), t.column(schema.MINHASH_CLUSTER)))
@@ -248,17 +250,17 @@ def _apply_assignment(t: pa.Table) -> pa.Table:
 
 
 def _cluster_histogram(assignment: ray.data.Dataset) -> dict[str, int]:
-    """Number of components per size (size = members incl. the survivor), keys as strings for JSON."""
+    """Number of components per size (members incl. the survivor); keys are strings for JSON."""
 
     def sizes(t: pa.Table) -> pa.Table:
-        # a component lives in one partition, but a block may hold only part of it: count (label, n) pairs
-        labels = t.column("_cluster").to_numpy()
-        uniq, counts = np.unique(labels, return_counts=True)
-        return pa.table({"label": uniq, "n": counts})
+        size = t.column("_size").to_numpy()[t.column("_survivor").to_numpy(zero_copy_only=False)]
+        uniq, counts = np.unique(size, return_counts=True)
+        return pa.table({"size": uniq.astype(np.int64), "n": counts.astype(np.int64)})
 
-    per_label = assignment.map_batches(sizes, batch_format="pyarrow").groupby("label").sum("n")
-    hist = per_label.groupby("sum(n)").count().take_all()
-    return {str(int(r["sum(n)"])): int(r["count()"]) for r in sorted(hist, key=lambda r: r["sum(n)"])}
+    hist: dict[int, int] = {}
+    for r in assignment.map_batches(sizes, batch_format="pyarrow", batch_size=None).take_all():  # a few rows per block
+        hist[r["size"]] = hist.get(r["size"], 0) + r["n"]
+    return {str(k): hist[k] for k in sorted(hist)}
 
 
 def build_stages(cfg: DedupConfig) -> list[GlobalStage]:

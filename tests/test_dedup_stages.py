@@ -1,0 +1,158 @@
+"""Global dedup stages on Ray: bookkeeping, survivor rule, determinism, distributed components."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from pydantic import ValidationError
+
+from curate import schema
+from curate.dedup import DedupConfig, build_global_stages
+from curate.dedup.shuffle import connected_components
+from curate.dedup.stages import ExactDedup, MinHashDedup
+from curate.pipeline.global_stage import GlobalContext
+
+
+def _articles(shared_data: Path, n: int) -> list[dict]:
+    with gzip.open(shared_data / "wikipedia" / "enwiki-sample.jsonl.gz", "rt") as fh:
+        rows = [json.loads(line) for line in fh]
+    return [r for r in rows if len(r["text"].split()) >= 200][:n]
+
+
+def _edit(text: str, every: int) -> str:
+    words = text.split()
+    return " ".join("EDITED" if i % every == 0 else w for i, w in enumerate(words))
+
+
+@pytest.fixture(scope="module")
+def corpus(shared_data) -> pa.Table:
+    """Real articles plus: case/space-changed exact copies, near copies (1 word in 60 edited,
+    J ~ 0.85-0.9), a copy already rejected by a filter, and an empty text."""
+    arts = _articles(shared_data, 40)
+    rows = [dict(id=f"a{i:03d}", url=a["url"], text=a["text"]) for i, a in enumerate(arts)]
+    rows += [dict(id=f"e{i:03d}", url=a["url"] + "#top", text="  " + a["text"].lower().replace(" ", "   "), wiki_score=0.9) for i, a in enumerate(arts[:8])]
+    rows += [dict(id=f"n{i:03d}", url=f"https://mirror.example/{i}", text=_edit(a["text"], 60)) for i, a in enumerate(arts[10:20])]
+    rows += [dict(id="r000", text=arts[0]["text"], drop_reason="lang:fr"), dict(id="z000", text="")]
+    return schema.from_rows(rows)
+
+
+def _run(ray_session, table: pa.Table, cfg: DedupConfig, blocks: int, num_cpus: int) -> tuple[pa.Table, list[dict]]:
+    import ray.data
+
+    ds = ray.data.from_arrow(table).repartition(blocks).materialize()
+    stats = []
+    for stage in build_global_stages(cfg):
+        ctx = GlobalContext(work_dir=Path(tempfile.mkdtemp()), num_cpus=num_cpus)
+        ds = stage.run(ds, ctx)
+        stats.append(ctx.stats)
+    out = pa.concat_tables(ray.get(ds.to_arrow_refs()))
+    return out.sort_by("id"), stats
+
+
+@pytest.fixture(scope="module")
+def result(ray_session, corpus):
+    return _run(ray_session, corpus, DedupConfig(), blocks=5, num_cpus=2)
+
+
+def _by_id(t: pa.Table) -> dict[str, dict]:
+    return {r["id"]: r for r in t.select(["id", "drop_reason", "dup_of", "minhash_cluster"]).to_pylist()}
+
+
+def test_every_row_comes_out_once_with_the_document_schema(result, corpus):
+    out, _ = result
+    assert out.schema == schema.DOC_SCHEMA
+    assert sorted(out.column("id").to_pylist()) == sorted(corpus.column("id").to_pylist())
+
+
+def test_exact_copies_keep_the_highest_scored_document(result):
+    rows = _by_id(result[0])
+    for i in range(8):
+        # the copy has wiki_score 0.9, the original none: the copy survives
+        assert rows[f"a{i:03d}"]["drop_reason"] == "dup:exact" and rows[f"a{i:03d}"]["dup_of"] == f"e{i:03d}"
+        assert rows[f"e{i:03d}"]["drop_reason"] is None
+
+
+def test_near_copies_are_dropped_as_minhash_duplicates_of_the_smaller_id(result):
+    rows = _by_id(result[0])
+    for i in range(10):
+        orig, near = rows[f"a{i + 10:03d}"], rows[f"n{i:03d}"]
+        assert orig["drop_reason"] is None and near["drop_reason"] == "dup:minhash" and near["dup_of"] == f"a{i + 10:03d}"
+        assert orig["minhash_cluster"] is not None and orig["minhash_cluster"] == near["minhash_cluster"]
+
+
+def test_rejected_and_unrelated_rows_are_untouched(result):
+    rows = _by_id(result[0])
+    assert rows["r000"] == {"id": "r000", "drop_reason": "lang:fr", "dup_of": None, "minhash_cluster": None}
+    assert rows["z000"]["drop_reason"] is None
+    kept = [r for r in rows.values() if r["drop_reason"] is None]
+    assert len(kept) == 40 - 8 + 8 + 1  # originals minus exact-dropped, their surviving copies, the empty text
+
+
+def test_stats_count_duplicates_clusters_and_seconds(result):
+    exact, fuzzy = result[1]
+    assert exact["duplicates_exact"] == 8
+    assert fuzzy["duplicates_minhash"] == 10
+    assert fuzzy["cluster_size_histogram"] == {"2": 10}
+    assert set(fuzzy["seconds"]) == {"signatures", "buckets", "components", "survivors", "apply"}
+
+
+def test_same_result_with_one_or_many_workers_and_on_rerun(ray_session, corpus, result):
+    one, _ = _run(ray_session, corpus, DedupConfig(), blocks=1, num_cpus=1)
+    many, _ = _run(ray_session, corpus.take(np.random.default_rng(0).permutation(corpus.num_rows)), DedupConfig(), blocks=7, num_cpus=4)
+    assert one.equals(result[0]) and many.equals(result[0])
+
+
+def test_url_dedup_is_optional_and_uses_its_own_reason(ray_session):
+    t = schema.from_rows([
+        dict(id="b", url="https://www.site.org/page/", text="first text"),
+        dict(id="a", url="http://site.org/page#x", text="second text"),
+        dict(id="c", url="https://site.org/other", text="third text"),
+    ])
+    cfg = DedupConfig.model_validate({"exact": {"url": True}, "minhash": {"enabled": False}})
+    out, stats = _run(ray_session, t, cfg, blocks=2, num_cpus=2)
+    assert out.column("drop_reason").to_pylist() == [None, "dup:url", None]
+    assert out.column("dup_of").to_pylist() == [None, "a", None]
+    assert stats[0]["duplicates_url"] == 1
+
+
+def test_components_match_union_find_on_random_graphs(ray_session):
+    import ray.data
+
+    rng = np.random.default_rng(5)
+    u = rng.integers(0, 300, 400)
+    v = rng.integers(0, 300, 400)
+    chain = np.arange(1000, 1060)  # a long path: the worst case for label propagation
+    u, v = np.concatenate([u, chain[:-1]]), np.concatenate([v, chain[1:]])
+    ds = ray.data.from_arrow(pa.table({"u": u.astype(np.int64), "v": v.astype(np.int64)})).repartition(4)
+    labels_ds, rounds = connected_components(ds, num_partitions=3, max_iterations=40)
+    got = {}
+    for r in labels_ds.take_all():
+        assert got.setdefault(r["node"], r["label"]) == r["label"]
+    parent = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for a, b in zip(u.tolist(), v.tolist()):
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    assert got == {n: find(n) for n in set(u.tolist()) | set(v.tolist())}
+    assert rounds < 40
+
+
+def test_config_is_strict_and_stages_come_in_order():
+    with pytest.raises(ValidationError, match="bandz"):
+        DedupConfig.model_validate({"minhash": {"bandz": 3}})
+    stages = build_global_stages(DedupConfig())
+    assert [type(s) for s in stages] == [ExactDedup, MinHashDedup]
+    assert build_global_stages(DedupConfig.model_validate({"exact": {"enabled": False}, "minhash": {"enabled": False}})) == []
+    assert DedupConfig().minhash.num_perm == 112
