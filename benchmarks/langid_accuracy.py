@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 from curate.filters.config import LanguageConfig

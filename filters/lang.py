@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,12 +29,10 @@ def bundled_model_path() -> Path:
 
 
 def load_fasttext(path: str | Path) -> Any:
-    import fasttext
-
-    # fastText prints a deprecation warning on load; silence it by using the inner class.
+    # The inner class is what fasttext.load_model returns, minus its stderr deprecation notice.
     from fasttext.FastText import _FastText
 
-    return _FastText(model_path=str(path)) if hasattr(fasttext, "FastText") else fasttext.load_model(str(path))
+    return _FastText(model_path=str(path))
 
 
 class LabelMapper:

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from operator import itemgetter
-from typing import ClassVar
+
 
 from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION
 

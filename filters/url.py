@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 import tarfile
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np

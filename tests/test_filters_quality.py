@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,7 @@ def real_docs(shared_data: Path) -> list[dict]:
     return pages + filters_corpus.jsonl_docs(shared_data, max_wiki=150)
 
 
-def _batch(docs: list[dict], lang: str | None = None) -> "schema.pa.Table":
+def _batch(docs: list[dict], lang: str | None = None) -> pa.Table:
     return schema.from_rows([{"id": d["id"], "text": d["text"], "url": d["url"], "lang": lang} for d in docs])
 
 
