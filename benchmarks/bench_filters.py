@@ -24,6 +24,7 @@ import filters_corpus
 from curate import schema
 from curate.filters import FiltersConfig, build_stages
 from curate.filters.lang import bundled_model_path, load_fasttext
+from curate.filters.words import splitter_for
 
 BATCH = 256
 
@@ -55,6 +56,9 @@ def run_curate(docs: list[dict]) -> tuple[float, set[str]]:
     cfg.url.enabled = False
     cfg.pii.enabled = False
     stages = build_stages(cfg)
+    # Fresh word caches: a repeat must not reuse the previous run's tokenizations.
+    splitter_for.cache_clear()
+    splitter_for("en")
     table = schema.from_rows([{"id": d["id"], "text": d["text"], "url": d["url"], "domain": d["domain"]} for d in docs])
     batches = [table.slice(i, BATCH) for i in range(0, table.num_rows, BATCH)]
     start = time.perf_counter()
