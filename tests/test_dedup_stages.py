@@ -1,5 +1,7 @@
 """Global dedup stages on Ray: bookkeeping, survivor rule, determinism, distributed components."""
 
+# Ray-heavy: every test here shares the suite's one local Ray session.
+
 from __future__ import annotations
 
 import gzip
@@ -103,6 +105,7 @@ def test_stats_count_duplicates_clusters_and_seconds(result):
     assert set(fuzzy["seconds"]) == {"signatures", "buckets", "components", "survivors", "apply"}
 
 
+@pytest.mark.slow
 def test_same_result_with_one_or_many_workers_and_on_rerun(ray_session, corpus, result):
     one, _ = _run(ray_session, corpus, DedupConfig(), blocks=1, num_cpus=1)
     many, _ = _run(ray_session, corpus.take(np.random.default_rng(0).permutation(corpus.num_rows)), DedupConfig(), blocks=7, num_cpus=4)
