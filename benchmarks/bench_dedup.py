@@ -133,11 +133,11 @@ def datatrove_fuzzy(texts: list[str], workers: int) -> tuple[float, int]:
 
     def run() -> None:
         kw = dict(logging_dir=None, skip_completed=False, workers=workers)
-        LocalPipelineExecutor([docs, MinhashDedupSignature(output_folder=tmp / "sigs", config=cfg)], tasks=1, **kw).run()
-        LocalPipelineExecutor([MinhashDedupBuckets(input_folder=tmp / "sigs", output_folder=tmp / "buckets", config=cfg)],
+        LocalPipelineExecutor([docs, MinhashDedupSignature(output_folder=str(tmp / "sigs"), config=cfg)], tasks=1, **kw).run()
+        LocalPipelineExecutor([MinhashDedupBuckets(input_folder=str(tmp / "sigs"), output_folder=str(tmp / "buckets"), config=cfg)],
                               tasks=cfg.num_buckets, **kw).run()
-        LocalPipelineExecutor([MinhashDedupCluster(input_folder=tmp / "buckets", output_folder=tmp / "remove", config=cfg)], tasks=1, **kw).run()
-        LocalPipelineExecutor([docs, MinhashDedupFilter(input_folder=tmp / "remove"), collect], tasks=1, **kw).run()
+        LocalPipelineExecutor([MinhashDedupCluster(input_folder=str(tmp / "buckets"), output_folder=str(tmp / "remove"), config=cfg)], tasks=1, **kw).run()
+        LocalPipelineExecutor([docs, MinhashDedupFilter(input_folder=str(tmp / "remove")), collect], tasks=1, **kw).run()
 
     t, _ = timed(run)
     return t, len(docs) - len(kept)
