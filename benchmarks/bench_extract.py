@@ -1,0 +1,289 @@
+"""Extraction benchmark: WARC -> trafilatura main text -> Parquet, datatrove vs curate.
+
+    .venv/bin/python benchmarks/bench_extract.py [--copies 8] [--workers 2] [--single-file] [--keep]
+
+Same input, same cores, one run. Both sides are timed as whole commands in a subprocess, so
+interpreter and framework start-up (Ray for curate, the process pool for datatrove) count.
+
+Input: /work/shared/data/real-pages.warc.gz (388 real HTML responses) copied `--copies` times
+into a temp folder as separate files, because datatrove parallelises per file (one task per
+file): that is the setup that lets it use every worker. `--single-file` concatenates the copies
+into one file instead (gzip members concatenate); datatrove then has one task, so one worker.
+
+The job is the same on both sides: trafilatura with favor_precision=True and no deduplication,
+10 s per-document timeout, zstd Parquet. curate runs with every filter and dedup stage disabled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+WARC = Path("/work/shared/data/real-pages.warc.gz")
+
+
+@dataclass
+class Result:
+    engine: str
+    wall_s: float
+    input_records: int
+    docs_written: int
+    note: str = ""
+
+    @property
+    def records_per_s(self) -> float:
+        return self.input_records / self.wall_s
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.docs_written / self.wall_s
+
+
+def count_responses(path: Path) -> int:
+    """HTML response records in one WARC: what a user feeds in (warcinfo etc. excluded)."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    with open(path, "rb") as fh:
+        return sum(1 for rec in ArchiveIterator(fh) if rec.rec_type == "response")
+
+
+def build_input(folder: Path, copies: int, single_file: bool) -> list[Path]:
+    folder.mkdir(parents=True)
+    if single_file:
+        # A .warc.gz of one gzip member per record stays valid when concatenated.
+        target = folder / "pages-all.warc.gz"
+        with open(target, "wb") as out:
+            for _ in range(copies):
+                with open(WARC, "rb") as src:
+                    shutil.copyfileobj(src, out)
+        return [target]
+    files = []
+    for i in range(copies):
+        target = folder / f"pages-{i:03d}.warc.gz"
+        shutil.copyfile(WARC, target)
+        files.append(target)
+    return files
+
+
+def count_parquet_rows(folder: Path) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in folder.rglob("*.parquet"))
+
+
+def run_timed(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> float:
+    """Run a whole command, wall clock from spawn to exit; its output goes to a log file."""
+    t0 = time.perf_counter()
+    with open(log_path, "wb") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"{cmd[0]} failed (rc={proc.returncode}); log {log_path}:\n{tail}")
+    return wall
+
+
+# ---------------------------------------------------------------------------------------------
+# datatrove
+
+# datatrove's WarcReader needs cchardet and python-magic (its `[processing]` extra), which the
+# project venv does not carry; they can live in a side folder put on the datatrove PYTHONPATH only.
+DATATROVE_DEPS_HINT = "{pip} install --target {deps} faust-cchardet python-magic   (python-magic needs libmagic1)"
+
+
+def datatrove_env(deps: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if deps is not None and deps.is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(deps), env.get("PYTHONPATH")]))
+    probe = subprocess.run([sys.executable, "-c", "import cchardet, magic"], env=env, capture_output=True)
+    if probe.returncode != 0:
+        hint = DATATROVE_DEPS_HINT.format(pip=VENV_BIN / "pip", deps=deps or "/tmp/bench_extract_deps")
+        raise SystemExit(f"datatrove's WarcReader needs cchardet and magic; install them with:\n  {hint}")
+    return env
+
+DATATROVE_SCRIPT = textwrap.dedent(
+    """
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.readers import WarcReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    if __name__ == "__main__":
+        LocalPipelineExecutor(
+            pipeline=[
+                WarcReader({input_dir!r}),
+                Trafilatura(favour_precision=True, deduplicate=False, timeout=10),
+                ParquetWriter({output_dir!r}, compression="zstd"),
+            ],
+            tasks={tasks},
+            workers={workers},
+            logging_dir={logging_dir!r},
+        ).run()
+    """
+)
+
+
+def datatrove_step_stats(logging_dir: Path) -> dict[str, dict]:
+    """The merged per-step stats datatrove writes: {step name: stats}."""
+    merged = json.loads((logging_dir / "stats.json").read_text())
+    return {step["name"]: step.get("stats", {}) for step in merged}
+
+
+def _stat(stats: dict, key: str) -> int:
+    v = stats.get(key, 0)
+    return int(v["total"] if isinstance(v, dict) else v)
+
+
+def run_datatrove(
+    input_dir: Path, n_files: int, workers: int, work: Path, input_records: int, env: dict[str, str]
+) -> Result:
+    out, logs = work / "dt-out", work / "dt-logs"
+    script = work / "dt_job.py"
+    script.write_text(
+        DATATROVE_SCRIPT.format(
+            input_dir=str(input_dir), output_dir=str(out), tasks=n_files, workers=workers, logging_dir=str(logs)
+        )
+    )
+    wall = run_timed([sys.executable, str(script)], work / "dt.log", env)
+    written = count_parquet_rows(out)
+    stats = datatrove_step_stats(logs)
+    reader = next((s for name, s in stats.items() if "WARC" in name.upper()), {})
+    extractor = next((s for name, s in stats.items() if "Trafilatura" in name), {})
+    read_docs = _stat(reader, "documents")
+    note = (
+        f"read {read_docs} docs ({input_records - read_docs} records dropped at reading); "
+        f"extractor: {_stat(extractor, 'timeout')} timeouts, {_stat(extractor, 'clean_error')} errors, "
+        f"{_stat(extractor, 'total') - _stat(extractor, 'forwarded')} dropped in all"
+    )
+    if n_files < workers:
+        note += f"; {n_files} task(s): datatrove uses only {n_files} worker(s) of {workers}"
+    return Result("datatrove", wall, input_records, written, note)
+
+
+# ---------------------------------------------------------------------------------------------
+# curate
+
+
+def curate_config(input_glob: str, output_dir: Path, workers: int) -> dict:
+    off = {"enabled": False}
+    return {
+        "input": {"source": "local", "paths": [input_glob], "crawl": "bench"},
+        "output": {"path": str(output_dir), "compression": "zstd"},
+        # Port 0: let the OS choose, so a parallel Ray (other tests, other users) cannot clash.
+        "ray": {"num_cpus": workers, "dashboard_port": 0},
+        "extract": {"engine": "trafilatura", "favor_precision": True, "timeout_s": 10},
+        "filters": {
+            name: dict(off)
+            for name in ("url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii")
+        },
+        "dedup": {"exact": dict(off), "minhash": dict(off)},
+    }
+
+
+def run_curate(input_dir: Path, workers: int, work: Path, input_records: int) -> Result:
+    out = work / "curate-out"
+    config_path = work / "curate.yaml"
+    config_path.write_text(yaml.safe_dump(curate_config(str(input_dir / "*.warc.gz"), out, workers), sort_keys=False))
+    wall = run_timed([str(VENV_BIN / "curate"), "run", str(config_path), "--no-progress"], work / "curate.log")
+    stats = json.loads((out / "stats.json").read_text())
+    shard_rows = count_parquet_rows(out / "shards")
+    if shard_rows != stats["kept"]:
+        raise SystemExit(f"curate: stats.json kept={stats['kept']} but shards hold {shard_rows} rows")
+    note = f"read {stats.get('read')} docs; kept {stats['kept']}, rejected {stats.get('rejected')}, errored {stats.get('errored')}"
+    return Result("curate", wall, input_records, shard_rows, note)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def versions() -> str:
+    import datatrove
+    import ray
+    import trafilatura
+
+    dt_version = getattr(datatrove, "__version__", None)
+    if dt_version is None:
+        from importlib.metadata import version
+
+        dt_version = version("datatrove")
+    return f"ray {ray.__version__}, datatrove {dt_version}, trafilatura {trafilatura.__version__}, python {sys.version.split()[0]}"
+
+
+def print_table(results: list[Result]) -> None:
+    print(f"{'engine':<10} {'wall s':>8} {'input recs':>10} {'docs out':>9} {'recs/s':>8} {'docs/s':>8}")
+    for r in results:
+        print(
+            f"{r.engine:<10} {r.wall_s:>8.2f} {r.input_records:>10} {r.docs_written:>9} "
+            f"{r.records_per_s:>8.1f} {r.docs_per_s:>8.1f}"
+        )
+    for r in results:
+        print(f"  {r.engine}: {r.note}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--copies", type=int, default=8, help="copies of real-pages.warc.gz (388 pages each)")
+    ap.add_argument("--workers", type=int, default=2, help="CPU cores for each engine")
+    ap.add_argument("--single-file", action="store_true", help="concatenate the copies into one input file")
+    ap.add_argument("--order", choices=["datatrove-first", "curate-first"], default="datatrove-first")
+    ap.add_argument(
+        "--datatrove-deps", type=Path, default=Path("/tmp/bench_extract_deps"),
+        help="folder holding cchardet + python-magic for datatrove's WarcReader (added to its PYTHONPATH)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder (logs, outputs) and print its path")
+    args = ap.parse_args()
+
+    dt_env = datatrove_env(args.datatrove_deps)
+    work = Path(tempfile.mkdtemp(prefix="bench_extract_"))
+    try:
+        input_dir = work / "input"
+        files = build_input(input_dir, args.copies, args.single_file)
+        input_records = count_responses(WARC) * args.copies
+        layout = "1 concatenated file" if args.single_file else f"{len(files)} files"
+        print(f"versions: {versions()}")
+        print(f"input: {args.copies} x {WARC.name} as {layout}, {input_records} HTML response records; workers={args.workers}")
+        if args.single_file:
+            print("note: --single-file: datatrove parallelises per file, so it runs ONE task on one worker")
+
+        runners = {
+            "datatrove": lambda: run_datatrove(input_dir, len(files), args.workers, work, input_records, dt_env),
+            "curate": lambda: run_curate(input_dir, args.workers, work, input_records),
+        }
+        order = ["datatrove", "curate"] if args.order == "datatrove-first" else ["curate", "datatrove"]
+        by_engine = {}
+        for engine in order:
+            print(f"running {engine} ...", flush=True)
+            by_engine[engine] = runners[engine]()
+        dt, cu = by_engine["datatrove"], by_engine["curate"]
+
+        print()
+        print_table([dt, cu])
+        rec_ratio = cu.records_per_s / dt.records_per_s
+        doc_ratio = cu.docs_per_s / dt.docs_per_s if dt.docs_per_s else float("inf")
+        print()
+        print(f"curate/datatrove records/s: {rec_ratio:.2f}x    docs written/s: {doc_ratio:.2f}x")
+        winner = "curate" if rec_ratio > 1 else "datatrove"
+        factor = rec_ratio if rec_ratio > 1 else 1 / rec_ratio
+        print(f"winner (input records/s): {winner}, {factor:.2f}x faster")
+    finally:
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
