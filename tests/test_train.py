@@ -327,3 +327,44 @@ def test_ddp_under_torchrun_matches_single_process_gradient_accumulation(run_dir
     wa = load_file(tmp_path / "single" / "final" / "model.safetensors")
     wb = load_file(tmp_path / "ddp" / "final" / "model.safetensors")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-4) for k in wa)
+
+
+def test_curate_train_command_reads_the_runs_shards_by_default(run_dir, tmp_path):
+    """`curate train CONFIG`: the run YAML's `train:` section, shards found under output.path."""
+    import argparse
+
+    import yaml
+
+    from curate.train.cli import add_subcommands
+
+    cfg = {
+        "input": {"paths": ["unused.warc.gz"]},
+        "output": {"path": str(run_dir)},
+        "train": {"max_steps": 3, "seq_len": 32, "micro_batch_size": 2, "progress": False,
+                  "tokenizer": {"vocab_size": 300, "sample_docs": 50},
+                  "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2}},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers())
+    args = parser.parse_args(["train", str(tmp_path / "run.yaml"), "--fresh"])
+    assert args.func(args) == 0
+    assert (run_dir / "model" / "final" / "model.safetensors").is_file()
+    final = json.loads((run_dir / "model" / "final" / "curate_train.json").read_text())
+    assert final["mixture"] == {WIKI_DOMAIN: 0.6, "commoncrawl.example": 0.4}  # manifest.json was used
+
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**cfg, "train": {"max_steps": 3, "sequence_length": 8}}))
+    bad = parser.parse_args(["train", str(tmp_path / "bad.yaml")])
+    assert bad.func(bad) == 2
+
+
+def test_ablation_heldout_wikipedia_shares_no_article_with_training(tmp_path, shared_data):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ablation", Path(__file__).parents[1] / "benchmarks" / "ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    train_path, eval_path, n_train, n_eval = ablation.wiki_split(tmp_path)
+    ids = [{json.loads(line)["id"] for line in p.read_text().splitlines()} for p in (train_path, eval_path)]
+    assert len(ids[0]) == n_train and len(ids[1]) == n_eval and not ids[0] & ids[1]
+    assert 0.4 < n_eval / (n_train + n_eval) < 0.6
