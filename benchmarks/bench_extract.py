@@ -265,9 +265,11 @@ def main() -> None:
         order = ["datatrove", "curate"] if args.order == "datatrove-first" else ["curate", "datatrove"]
         by_engine = {}
         for engine in order:
-            print(f"running {engine} ...", flush=True)
+            # Other users of the same cores skew the result; the 1-min load average shows it.
+            print(f"running {engine} ... (load average {os.getloadavg()[0]:.2f})", flush=True)
             by_engine[engine] = runners[engine]()
         dt, cu = by_engine["datatrove"], by_engine["curate"]
+        print(f"done (load average {os.getloadavg()[0]:.2f}; above {args.workers} means the cores were shared)")
 
         print()
         print_table([dt, cu])
