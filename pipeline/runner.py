@@ -254,7 +254,7 @@ class Runner:
             batch_size=1,
             batch_format="pyarrow",
             # Reading is I/O and gunzip: light enough to share cores with extraction.
-            num_cpus=0.25,
+            num_cpus=0,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), num_cpus))),
         )
         ds = ds.map_batches(
@@ -263,9 +263,11 @@ class Runner:
             batch_size=bs,
             batch_format="pyarrow",
             num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, num_cpus)),
+            # A fixed pool: an autoscaling one stayed at 1 actor on a 2-CPU budget.
+            compute=ray.data.ActorPoolStrategy(size=max(1, num_cpus)),
         )
-        ds.write_datasink(PartSink(str(self.docs_dir), self.cfg.output.compression))
+        # Reading and part writing are light; taking no CPU share keeps every core extracting.
+        ds.write_datasink(PartSink(str(self.docs_dir), self.cfg.output.compression), ray_remote_args={"num_cpus": 0})
 
     def _doc_files(self, inputs: list[InputFile]) -> list[str]:
         files: list[str] = []

@@ -138,6 +138,9 @@ class WarcReader:
         iterator = ArchiveIterator(_Prefixed(head, stream), arc2warc=False, ensure_http_headers=False)
         try:
             for record in iterator:
+                if record.format != "warc":
+                    # warcio falls back to ARC parsing for any gzipped text; that is not a WARC.
+                    raise ArchiveLoadFailed(f"not a WARC record (format {record.format})")
                 report.records_by_type[record.rec_type] += 1
                 if record.rec_type != "response":
                     continue
