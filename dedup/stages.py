@@ -202,6 +202,12 @@ class MinHashDedup(GlobalStage):
         edges = apply_by_partition(bands, self._bucket_edges, num_partitions).materialize()
         timings["buckets"] = time.perf_counter() - t0
         ctx.stats["candidate_edges"] = edges.count()
+        if ctx.stats["candidate_edges"] == 0:
+            # No two documents share a band bucket: nothing is a near-duplicate. (The joins
+            # below cannot take an empty, schema-less dataset.)
+            ctx.stats.update({"component_rounds": 0, "cluster_size_histogram": {}, "duplicates_minhash": 0,
+                              "seconds": {k: round(v, 3) for k, v in timings.items()}})
+            return ds.map_batches(schema.conform, batch_format="pyarrow").materialize()
 
         t0 = time.perf_counter()
         labels, rounds = connected_components(edges, num_partitions, cfg.max_iterations)
