@@ -67,7 +67,6 @@ def start(cfg: RayConfig) -> Session:
                 configure_logging=False,
                 **kwargs,
             )
-    ctx = ray.get_runtime_context()
     url = None
     try:
         url = ray.worker.get_dashboard_url() or None  # type: ignore[attr-defined]
@@ -75,7 +74,6 @@ def start(cfg: RayConfig) -> Session:
         url = None
     if url and not url.startswith("http"):
         url = "http://" + url
-    del ctx
     token = _token_auth_enabled()
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return Session(dashboard_url=url, token_auth=token, joined=joined, num_cpus=cpus)

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from typing import ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate import schema
 from curate.config import ExtractConfig
@@ -146,7 +145,3 @@ class Extract(Stage):
     def stats(self) -> dict:
         return dict(self.counts)
 
-
-def nonempty_text_fraction(table: pa.Table) -> float:
-    n = table.num_rows
-    return (pc.sum(pc.greater(pc.utf8_length(pc.fill_null(table.column(schema.TEXT), "")), 0)).as_py() or 0) / max(n, 1)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +191,6 @@ class RunResult:
     dashboard_url: str | None = None
     skipped_inputs: int = 0
     processed_inputs: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Runner:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -65,9 +66,9 @@ class DocFilter(Stage):
 
 def scatter(mask: pa.ChunkedArray | pa.Array, values: pa.Array | pa.ChunkedArray, type_: pa.DataType) -> pa.Array:
     """Place `values` (one per True in `mask`) back at the True positions; null elsewhere."""
-    mask_np = mask.to_numpy(zero_copy_only=False) if not isinstance(mask, pa.ChunkedArray) else mask.combine_chunks().to_numpy(zero_copy_only=False)
-    import numpy as np
-
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    mask_np = mask.to_numpy(zero_copy_only=False)
     idx = np.flatnonzero(mask_np)
     positions = np.full(len(mask_np), -1, dtype=np.int64)
     positions[idx] = np.arange(len(idx))
