@@ -90,13 +90,16 @@ class RayConfig(StrictModel):
     dashboard_auth: Literal["token", "off"] = Field(
         "token", description="token: Ray's token auth, the printed URL carries nothing secret; off: no auth (only on 127.0.0.1)"
     )
-    batch_size: int = Field(256, ge=1, description="documents per batch between stages")
+    batch_size: int = Field(
+        64, ge=1,
+        description="documents per batch through extraction and filters; small batches (~2 s of trafilatura) keep every actor busy to the end",
+    )
     object_store_memory_gb: float | None = Field(None, gt=0)
 
 
 class ReadConfig(StrictModel):
     max_record_bytes: int = Field(5_000_000, ge=1024, description="larger HTML payloads are skipped as warc:too_large")
-    records_per_batch: int = Field(256, ge=1)
+    records_per_batch: int = Field(64, ge=1, description="WARC records per block handed from reading to extraction")
 
 
 class ExtractConfig(StrictModel):

@@ -47,7 +47,8 @@ DOC_FIELDS: list[pa.Field] = [
     pa.field(CRAWL, pa.string()),
     pa.field(WARC_PATH, pa.string()),
     pa.field(WARC_OFFSET, pa.int64()),
-    pa.field(FETCH_TIME, pa.timestamp("s", tz="UTC")),
+    # Milliseconds: the coarsest unit Parquet stores, so the type survives a round trip.
+    pa.field(FETCH_TIME, pa.timestamp("ms", tz="UTC")),
     pa.field(DROP_REASON, pa.string()),
     pa.field(DUP_OF, pa.string()),
     pa.field(HTML_BYTES, pa.int64()),

@@ -32,17 +32,11 @@ import pyarrow.parquet as pq
 
 from curate import schema
 from curate.config import Config
+from curate.pipeline.shards import write_table_atomic
 from curate.pipeline.sources import InputFile, RetryPolicy, open_input, resolve_inputs
 from curate.pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
-READ_STAGE = "read"
-
-
-def _atomic_write_table(table: pa.Table, path: Path, compression: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression=None if compression == "none" else compression)
-    os.replace(tmp, path)
 
 
 def _atomic_write_json(obj: Any, path: Path) -> None:
@@ -72,55 +66,68 @@ class ReadWarcs:
         for uri, crawl in zip(batch.column("uri").to_pylist(), batch.column("crawl").to_pylist()):
             source = InputFile(uri, crawl)
             report = ReadReport(uri)
+            t0 = time.perf_counter()
             try:
                 stream = open_input(uri, self.policy)
             except Exception as err:  # noqa: BLE001 -- a missing/unreachable file is a counted fault
                 report.error, report.error_detail = f"warc:open_error:{type(err).__name__}", str(err)[:300]
             else:
                 with stream:
-                    yield from self.reader.read(source, stream, report)
+                    rows = self.reader.read(source, stream, report)
+                    while (block := next(rows, None)) is not None:
+                        # Time spent reading, not waiting for downstream to take the block.
+                        report.seconds += time.perf_counter() - t0
+                        yield block
+                        t0 = time.perf_counter()
+            report.seconds += time.perf_counter() - t0
             # Written last: rows of this input are all emitted once the marker exists.
             _atomic_write_json(report.to_json(), self.read_dir / f"{source.key}.json")
 
 
 class DocStages:
-    """Actor: extraction and every per-document filter, in order, on each batch.
+    """Actor: extraction and every per-document filter, in order; then the rows are written as
+    part files of their input.
 
     The stages are fused into one actor (as Ray fuses task operators) so a batch is not copied
-    through the object store between cheap stages, and models load once per actor. Seconds and
-    stage counters go to the run's StatsCollector actor.
+    through the object store between cheap stages, and models load once per actor. Writing
+    here too means the rows never travel again. A batch is processed per input file, and each
+    part file carries the seconds and counters of the stages that made it in its footer: the
+    funnel then sums exactly the work behind the rows that exist, across interrupted and
+    resumed invocations alike.
     """
 
-    def __init__(self, cfg: Config, collector) -> None:
+    def __init__(self, cfg: Config, docs_dir: str) -> None:
         from curate import filters
         from curate.pipeline.extract import Extract
 
         self.stages: list[Stage] = [Extract(cfg.extract), *filters.build_stages(cfg.filters)]
-        self.collector = collector
+        self.docs_dir = Path(docs_dir)
+        self.compression = cfg.output.compression
+        self._prev: dict[str, dict[str, float]] = {}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import ray
-
-        seconds: dict[str, float] = {}
-        for stage in self.stages:
-            t0 = time.perf_counter()
-            batch = stage(batch)
-            seconds[stage.name] = time.perf_counter() - t0
-        ray.get(self.collector.add.remote(seconds, self._counter_deltas()))
-        return batch
+        paths = batch.column(schema.WARC_PATH)
+        for uri in pc.unique(paths).to_pylist():
+            part = batch.filter(pc.equal(paths, uri))
+            seconds: dict[str, float] = {}
+            for stage in self.stages:
+                t0 = time.perf_counter()
+                part = stage(part)
+                seconds[stage.name] = time.perf_counter() - t0
+            report = {"seconds": seconds, "counters": self._counter_deltas()}
+            write_part(part, self.docs_dir / InputFile(uri).key, self.compression, report)
+        return pa.table({"rows": [batch.num_rows]})
 
     def _counter_deltas(self) -> dict[str, dict[str, float]]:
-        """Stage counters are cumulative per actor; send only what changed since last batch."""
-        prev = getattr(self, "_prev", {})
+        """Stage counters are cumulative per actor; keep only what changed since the last part."""
         deltas: dict[str, dict[str, float]] = {}
         for stage in self.stages:
             now = _flatten(stage.stats())
-            before = prev.get(stage.name, {})
+            before = self._prev.get(stage.name, {})
             d = {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
             if d:
                 deltas[stage.name] = d
-            prev[stage.name] = now
-        self._prev = prev
+            self._prev[stage.name] = now
         return deltas
 
 
@@ -135,48 +142,34 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-class PartSink:
-    """Datasink writing each block's rows to work/docs/<input key>/part-<uuid>.parquet."""
-
-    def __new__(cls, docs_dir: str, compression: str):
-        from ray.data import Datasink
-
-        class _Sink(Datasink):
-            def write(self, blocks, ctx) -> None:
-                for block in blocks:
-                    table = pa.table(block) if not isinstance(block, pa.Table) else block
-                    if table.num_rows == 0:
-                        continue
-                    table = schema.conform(table)
-                    paths = table.column(schema.WARC_PATH)
-                    for uri in pc.unique(paths).to_pylist():
-                        part = table.filter(pc.equal(paths, uri))
-                        d = Path(docs_dir) / InputFile(uri).key
-                        d.mkdir(parents=True, exist_ok=True)
-                        _atomic_write_table(part, d / f"part-{uuid.uuid4().hex}.parquet", compression)
-
-        return _Sink()
+PART_STATS_KEY = b"curate.stage_stats"
 
 
-def _make_collector():
-    import ray
+def write_part(part: pa.Table, folder: Path, compression: str, report: dict) -> None:
+    """One part file of an input, sorted by offset, with the stage report in its footer (so
+    rows and their statistics are written, or lost, together)."""
+    table = schema.conform(part)
+    table = table.take(pc.sort_indices(table, sort_keys=[(schema.WARC_OFFSET, "ascending")]))
+    table = table.replace_schema_metadata({PART_STATS_KEY: json.dumps(report).encode()})
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table_atomic(table, folder / f"part-{uuid.uuid4().hex}.parquet", compression)
 
-    @ray.remote(num_cpus=0)
-    class StatsCollector:
-        def __init__(self) -> None:
-            self.seconds: dict[str, float] = defaultdict(float)
-            self.counters: dict[str, Counter] = defaultdict(Counter)
 
-        def add(self, seconds: dict[str, float], deltas: dict[str, dict]) -> None:
-            for k, v in seconds.items():
-                self.seconds[k] += v
-            for stage, d in deltas.items():
-                self.counters[stage].update(d)
+class StageStats:
+    """Seconds and counters per stage, summed over the reports in the part files."""
 
-        def snapshot(self) -> dict:
-            return {"seconds": dict(self.seconds), "counters": {k: dict(v) for k, v in self.counters.items()}}
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.counters: dict[str, Counter] = defaultdict(Counter)
 
-    return StatsCollector.remote()
+    def add(self, report: dict) -> None:
+        for k, v in report["seconds"].items():
+            self.seconds[k] += v
+        for stage, d in report["counters"].items():
+            self.counters[stage].update(d)
+
+    def snapshot(self) -> dict:
+        return {"seconds": dict(self.seconds), "counters": {k: dict(v) for k, v in self.counters.items()}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +228,8 @@ class Runner:
         return report if rows == report["rows"] else None
 
     # -- phases ------------------------------------------------------------------------------
-    def _run_per_document(self, pending: list[InputFile], num_cpus: int, collector) -> None:
+    def _run_per_document(self, pending: list[InputFile], num_cpus: int) -> None:
+        """Read, extract and filter every pending input into part files."""
         import ray.data
 
         for inp in pending:  # partial leftovers of an interrupted attempt
@@ -244,7 +238,6 @@ class Runner:
         self.read_dir.mkdir(parents=True, exist_ok=True)
         self.docs_dir.mkdir(parents=True, exist_ok=True)
         items = [{"uri": i.uri, "crawl": i.crawl} for i in pending]
-        bs = self.cfg.ray.batch_size
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(
             ReadWarcs,
@@ -257,15 +250,25 @@ class Runner:
         )
         ds = ds.map_batches(
             DocStages,
-            fn_constructor_kwargs={"cfg": self.cfg, "collector": collector},
-            batch_size=bs,
+            fn_constructor_kwargs={"cfg": self.cfg, "docs_dir": str(self.docs_dir)},
+            batch_size=self.cfg.ray.batch_size,
             batch_format="pyarrow",
             num_cpus=1,
-            # A fixed pool: an autoscaling one stayed at 1 actor on a 2-CPU budget.
-            compute=ray.data.ActorPoolStrategy(size=max(1, num_cpus)),
+            # A fixed pool (an autoscaling one stayed at 1 actor on a 2-CPU budget), and at most two
+            # batches queued per actor so no actor sits on a backlog while another runs dry.
+            compute=ray.data.ActorPoolStrategy(size=max(1, num_cpus), max_tasks_in_flight_per_actor=2),
         )
-        # Reading and part writing are light; taking no CPU share keeps every core extracting.
-        ds.write_datasink(PartSink(str(self.docs_dir), self.cfg.output.compression), ray_remote_args={"num_cpus": 0})
+        for _ in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            pass  # the rows are written by the actors; this drives the execution
+
+    def _stage_stats(self, inputs: list[InputFile]) -> dict:
+        """Seconds and counters per stage, summed from the footers of every part file."""
+        stats = StageStats()
+        for path in self._doc_files(inputs):
+            meta = pq.read_schema(path).metadata or {}
+            if PART_STATS_KEY in meta:
+                stats.add(json.loads(meta[PART_STATS_KEY]))
+        return stats.snapshot()
 
     def _doc_files(self, inputs: list[InputFile]) -> list[str]:
         files: list[str] = []
@@ -302,7 +305,7 @@ class Runner:
             out = stage.run(ds, ctx)
             out.write_parquet(str(tmp), min_rows_per_file=max(1, self.cfg.output.rows_per_shard))
             shutil.rmtree(tmp / "work", ignore_errors=True)
-            ctx.stats["seconds"] = round(time.perf_counter() - t0, 3)
+            ctx.stats["total_seconds"] = round(time.perf_counter() - t0, 3)
             os.replace(tmp, d)
             _atomic_write_json(ctx.stats, done)
             stats[stage.name] = ctx.stats
@@ -310,36 +313,22 @@ class Runner:
         return current, stats
 
     def _write_outputs(self, files: list[str]) -> tuple[list[dict], list[dict], Counter, Counter, int]:
-        """Stream the final rows in (warc_path, warc_offset) order into fixed-size shards."""
-        import ray.data
-
-        from curate.pipeline.shards import ShardWriter
+        """Fixed-size shards of the kept and the rejected rows, in (warc_path, warc_offset) order."""
+        from curate.pipeline.shards import plan_shards, write_shards
 
         for sub in ("shards", "rejected"):
             shutil.rmtree(self.out / sub, ignore_errors=True)
             (self.out / sub).mkdir(parents=True)
-        reasons: Counter = Counter()
+        out = self.cfg.output
+        plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text)
+        written = write_shards(plan.kept + plan.rejected)
+        kept, rejected = written[: len(plan.kept)], written[len(plan.kept):]
         domain_tokens: Counter = Counter()
-        comp = self.cfg.output.compression
-        kept_w = ShardWriter(self.out / "shards", "shard", self.cfg.output.rows_per_shard, comp)
-        rej_w = ShardWriter(self.out / "rejected", "rejected", self.cfg.output.rows_per_shard, comp)
-        total = 0
-        if files:
-            ds = ray.data.read_parquet(files, schema=schema.DOC_SCHEMA).sort([schema.WARC_PATH, schema.WARC_OFFSET])
-            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=4096):
-                batch = schema.conform(batch)
-                total += batch.num_rows
-                mask = schema.active_mask(batch)
-                reasons.update(batch.column(schema.DROP_REASON).to_pylist())
-                kept = batch.filter(mask)
-                rejected = batch.filter(pc.invert(mask))
-                if not self.cfg.output.rejected_text:
-                    rejected = schema.set_column(rejected, schema.TEXT, pa.nulls(rejected.num_rows, pa.large_string()))
-                tokens = kept_w.add(kept)
-                for dom, t in zip(kept.column(schema.DOMAIN).to_pylist(), tokens):
-                    domain_tokens[dom or "<none>"] += t
-                rej_w.add(rejected)
-        return kept_w.close(), rej_w.close(), reasons, domain_tokens, total
+        for entry in kept:
+            domain_tokens.update(entry["domain_tokens"])
+        for entry in written:
+            del entry["domain_tokens"]
+        return kept, rejected, plan.reasons, domain_tokens, plan.rows
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self, num_cpus: int, dashboard_url: str | None = None) -> RunResult:
@@ -351,19 +340,17 @@ class Runner:
         done = {i.key: r for i in inputs if (r := self._finished(i)) is not None}
         pending = [i for i in inputs if i.key not in done]
         self._say(f"inputs: {len(inputs)} ({len(done)} finished earlier, {len(pending)} to process)")
-        collector = _make_collector()
         t0 = time.perf_counter()
         if pending:
-            self._run_per_document(pending, num_cpus, collector)
+            self._run_per_document(pending, num_cpus)
             for i in pending:
                 r = self._finished(i)
                 if r is None:
                     raise RuntimeError(f"input {i.uri} did not finish (marker/rows mismatch)")
                 done[i.key] = r
         per_doc_seconds = time.perf_counter() - t0
-        import ray
-
-        snap = ray.get(collector.snapshot.remote())
+        snap = self._stage_stats(inputs)
+        snap["seconds"]["read"] = sum(done[i.key].get("seconds", 0.0) for i in inputs)
         files, global_stats = self._run_global(self._doc_files(inputs), reuse=not pending, num_cpus=num_cpus)
         t1 = time.perf_counter()
         shards, rejected, reasons, domain_tokens, total = self._write_outputs(files)

@@ -45,6 +45,7 @@ class ReadReport:
     rows: int = 0  # document rows emitted (one per response record)
     error: str | None = None  # file-level fault, e.g. "warc:truncated"
     error_detail: str | None = None
+    seconds: float = 0.0  # spent opening and reading the file
 
     def to_json(self) -> dict:
         return {
@@ -53,6 +54,7 @@ class ReadReport:
             "rows": self.rows,
             "error": self.error,
             "error_detail": self.error_detail,
+            "seconds": round(self.seconds, 3),
         }
 
 

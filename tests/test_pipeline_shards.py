@@ -1,0 +1,107 @@
+"""Shards: fixed-size, in (warc_path, warc_offset) order, byte-identical however the rows were
+split into files, kept and rejected rows apart, and nothing lost or invented."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curate import schema
+from curate.pipeline.shards import plan_shards, write_shard, write_shards
+
+REASONS = [None, None, None, "lang:fr", "dup:exact", "error:warc:truncated_record"]
+
+
+def make_rows(n: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return schema.from_rows(
+        {
+            schema.ID: f"doc-{i:05d}",
+            schema.WARC_PATH: f"/data/file-{i % 3}.warc.gz",
+            schema.WARC_OFFSET: int(i * 1000),
+            schema.TEXT: f"text number {i}, with some words" * int(rng.integers(1, 4)),
+            schema.DOMAIN: f"site{i % 5}.org",
+            schema.DROP_REASON: REASONS[int(rng.integers(len(REASONS)))],
+        }
+        for i in range(n)
+    )
+
+
+def split_into_files(table: pa.Table, folder: Path, cuts: list[int], seed: int) -> list[str]:
+    """Shuffle the rows, then cut them into files at `cuts`: no file order, no row order."""
+    perm = np.random.default_rng(seed).permutation(table.num_rows)
+    shuffled = table.take(pa.array(perm))
+    bounds = sorted({0, table.num_rows, *(c % (table.num_rows + 1) for c in cuts)})
+    files = []
+    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        path = folder / f"part-{k}.parquet"
+        pq.write_table(shuffled.slice(lo, hi - lo), path)
+        files.append(str(path))
+    return files
+
+
+def write_all(files: list[str], out: Path, rows_per_shard: int, rejected_text: bool = True) -> dict[str, str]:
+    for sub in ("shards", "rejected"):
+        (out / sub).mkdir(parents=True)
+    plan = plan_shards(files, out, rows_per_shard, "zstd", rejected_text)
+    for spec in plan.kept + plan.rejected:
+        write_shard(spec)
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*.parquet"))}
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 120), cuts=st.lists(st.integers(0, 500), max_size=6), seed=st.integers(0, 1000),
+       rows_per_shard=st.integers(1, 50))
+def test_shards_are_byte_identical_however_the_rows_were_split(tmp_path_factory, n, cuts, seed, rows_per_shard):
+    rows = make_rows(n, seed)
+    base = tmp_path_factory.mktemp("one")
+    reference = write_all(split_into_files(rows, base, [], 0), base / "out", rows_per_shard)
+    other = tmp_path_factory.mktemp("many")
+    assert write_all(split_into_files(rows, other, cuts, seed + 1), other / "out", rows_per_shard) == reference
+
+
+def test_shards_hold_every_row_once_in_crawl_order_and_fixed_size(tmp_path):
+    rows = make_rows(101, 7)
+    files = split_into_files(rows, tmp_path, [13, 40, 77], 3)
+    out = tmp_path / "out"
+    write_all(files, out, rows_per_shard=20, rejected_text=False)
+    kept = [pq.read_table(p) for p in sorted((out / "shards").glob("*.parquet"))]
+    rejected = [pq.read_table(p) for p in sorted((out / "rejected").glob("*.parquet"))]
+    assert [t.num_rows for t in kept[:-1]] == [20] * (len(kept) - 1) and 0 < kept[-1].num_rows <= 20
+    kept_t, rej_t = pa.concat_tables(kept), pa.concat_tables(rejected)
+    assert kept_t.num_rows + rej_t.num_rows == rows.num_rows
+    assert kept_t.column(schema.DROP_REASON).null_count == kept_t.num_rows
+    assert rej_t.column(schema.DROP_REASON).null_count == 0
+    assert rej_t.column(schema.TEXT).null_count == rej_t.num_rows  # rejected_text: false
+    expected = sorted(zip(rows.column(schema.WARC_PATH).to_pylist(), rows.column(schema.WARC_OFFSET).to_pylist()))
+    kept_ids = set(kept_t.column(schema.ID).to_pylist())
+    keys = list(zip(kept_t.column(schema.WARC_PATH).to_pylist(), kept_t.column(schema.WARC_OFFSET).to_pylist()))
+    assert keys == sorted(keys) and set(keys) <= set(expected)
+    assert kept_ids.isdisjoint(rej_t.column(schema.ID).to_pylist())
+    assert kept_t.schema == schema.DOC_SCHEMA
+
+
+def test_plan_counts_reasons_and_ray_tasks_report_tokens_per_domain(tmp_path, ray_session):
+    rows = make_rows(60, 11)
+    files = split_into_files(rows, tmp_path, [30], 1)
+    out = tmp_path / "out"
+    for sub in ("shards", "rejected"):
+        (out / sub).mkdir(parents=True)
+    plan = plan_shards(files, out, 25, "zstd", True)
+    reasons = rows.column(schema.DROP_REASON).to_pylist()
+    assert plan.rows == 60 and dict(plan.reasons) == {r: reasons.count(r) for r in set(reasons)}
+    entries = write_shards(plan.kept)
+    assert [e["path"] for e in entries] == [f"shards/shard-{k:05d}.parquet" for k in range(len(plan.kept))]
+    assert sum(e["rows"] for e in entries) == reasons.count(None)
+    per_domain: dict[str, int] = {}
+    for e in entries:
+        for d, t in e["domain_tokens"].items():
+            per_domain[d] = per_domain.get(d, 0) + t
+    assert sum(per_domain.values()) == sum(e["tokens"] for e in entries) > 0
