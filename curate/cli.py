@@ -18,15 +18,33 @@ def _console():
     return Console(stderr=False, highlight=False)
 
 
+def _short_reason(reason: str) -> str:
+    """Under its stage's row the namespace is implied: `lang:zh` -> `zh`,
+    `error:warc:truncated_record` -> `error:truncated_record`."""
+    head, _, rest = reason.partition(":")
+    if head == "error":
+        return "error:" + rest.rpartition(":")[2] if rest else reason
+    return rest or reason
+
+
 def _print_funnel(console, stats: dict) -> None:
     from rich.table import Table
 
-    t = Table(title=f"funnel: {stats['read']} read -> {stats['kept']} kept, {stats['rejected']} rejected, {stats['errored']} errored")
-    for col in ("stage", "in", "kept", "dropped", "top reasons", "s"):
-        t.add_column(col, justify="right" if col in ("in", "kept", "dropped", "s") else "left")
+    t = Table(title=f"funnel: {stats['read']:,} read -> {stats['kept']:,} kept, {stats['rejected']:,} rejected, "
+                    f"{stats['errored']:,} errored", title_justify="left")
+    for col, justify in (("stage", "left"), ("in", "right"), ("kept", "right"), ("dropped", "right"),
+                         ("%", "right"), ("s", "right"), ("top reasons", "left")):
+        t.add_column(col, justify=justify, no_wrap=col != "top reasons")
     for f in stats["funnel"]:
-        top = ", ".join(f"{r} {n}" for r, n in list(f["dropped"].items())[:3])
-        t.add_row(f["stage"], str(f["in"]), str(f["kept"]), str(f["in"] - f["kept"]), top, str(f.get("seconds", "")))
+        dropped = f["in"] - f["kept"]
+        top = ", ".join(f"{_short_reason(r)} {n}" for r, n in list(f["dropped"].items())[:3])
+        more = len(f["dropped"]) - 3
+        if more > 0:
+            top += f" (+{more} more)"
+        pct = f"{100 * dropped / f['in']:.1f}" if f["in"] else ""
+        secs = f.get("seconds")
+        t.add_row(f["stage"], f"{f['in']:,}", f"{f['kept']:,}", f"{dropped:,}", pct,
+                  f"{secs:.1f}" if isinstance(secs, (int, float)) else "", top)
     console.print(t)
 
 
@@ -52,17 +70,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from curate.pipeline.runner import Runner
     from curate.pipeline.sources import InputError
 
-    ray.data.DataContext.get_current().enable_progress_bars = not args.no_progress
-    # Ray Data logs every execution plan at INFO; the funnel and progress bars say what matters.
+    # Our own progress lines say what a user needs; Ray Data's per-operator bars (and its INFO
+    # log of every execution plan) live in the dashboard instead of cluttering the terminal.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled": on purpose
     try:
-        result = Runner(cfg, console=console).run(sess.num_cpus, sess.dashboard_url)
+        result = Runner(cfg, progress=not args.no_progress, console=console).run(sess.num_cpus, sess.dashboard_url)
     except InputError as err:
         console.print(f"[red]{err}[/red]")
         return 2
     _print_funnel(console, result.stats)
-    console.print(f"wrote {result.manifest['rows']} documents in {len(result.manifest['shards'])} shards to {result.output / 'shards'}"
-                  f" (report: {result.output / 'report.md'})")
+    console.print(f"{result.manifest['rows']:,} documents in {len(result.manifest['shards'])} shards: {result.output / 'shards'}")
+    console.print(f"report: {result.output / 'report.md'}, funnel plot: {result.output / 'funnel.png'}")
     if cfg.train is not None and not args.no_train:
         from curate.train import run_training
 

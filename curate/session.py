@@ -28,7 +28,8 @@ class Session:
             return "Ray dashboard: not running (install ray[default])"
         msg = f"Ray dashboard: {self.dashboard_url}"
         if self.token_auth:
-            msg += "  (token auth on: paste the token printed by `ray get-auth-token` when the page asks)"
+            msg += ("\n  token auth is on: when the page asks, paste the token that `ray get-auth-token` prints"
+                    " (it is kept in ~/.ray/auth_token)")
         return msg
 
 
@@ -42,23 +43,25 @@ def _is_loopback(host: str) -> bool:
 
 
 def start(cfg: RayConfig) -> Session:
-    if cfg.dashboard_auth == "off" and not (cfg.address or os.environ.get("RAY_ADDRESS")):
-        if not _is_loopback(cfg.dashboard_host):
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        if cfg.dashboard_auth == "off" and not _is_loopback(cfg.dashboard_host):
             raise ValueError("ray.dashboard_auth: 'off' is only allowed with a loopback ray.dashboard_host")
-        # Must be set before Ray reads its config.
-        os.environ["RAY_AUTH_MODE"] = "disabled"
+        # Said explicitly, so Ray does not print its own notice about the default; our banner
+        # tells the user what to do instead.
+        _set_auth_mode("disabled" if cfg.dashboard_auth == "off" else "token")
     import ray
 
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
     joined = bool(address) or ray.is_initialized()
+    url = None
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            context = ray.init(address=address, log_to_driver=False)
         else:
             kwargs = {}
             if cfg.object_store_memory_gb:
                 kwargs["object_store_memory"] = int(cfg.object_store_memory_gb * 2**30)
-            ray.init(
+            context = ray.init(
                 num_cpus=cfg.num_cpus,
                 include_dashboard=True,
                 dashboard_host=cfg.dashboard_host,
@@ -67,16 +70,25 @@ def start(cfg: RayConfig) -> Session:
                 configure_logging=False,
                 **kwargs,
             )
-    url = None
-    try:
-        url = ray.worker.get_dashboard_url() or None  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 -- no dashboard in a minimal install or a joined session
-        url = None
+        url = getattr(context, "dashboard_url", None) or None
     if url and not url.startswith("http"):
         url = "http://" + url
     token = _token_auth_enabled()
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return Session(dashboard_url=url, token_auth=token, joined=joined, num_cpus=cpus)
+
+
+def _set_auth_mode(mode: str) -> None:
+    """RAY_AUTH_MODE for the cluster we are about to start. Ray reads it into a cached config
+    when `ray` is first imported, so refresh that cache if the import already happened (what
+    Ray itself does when it turns token auth on by default)."""
+    import sys
+
+    os.environ["RAY_AUTH_MODE"] = mode
+    if "ray._raylet" in sys.modules:
+        from ray._raylet import Config
+
+        Config.initialize("")
 
 
 def _token_auth_enabled() -> bool:

@@ -14,9 +14,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import ray.data
+if TYPE_CHECKING:  # importing Ray Data costs ~1 s; the config and CLI import this module
+    import ray.data
 
 
 @dataclass

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from curate import schema
 from curate.config import Config
+from curate.pipeline.progress import RunProgress
 from curate.pipeline.shards import write_table_atomic
 from curate.pipeline.sources import InputFile, RetryPolicy, open_input, resolve_inputs
 from curate.pipeline.stage import Stage
@@ -187,7 +188,7 @@ class RunResult:
 
 
 class Runner:
-    def __init__(self, cfg: Config, *, progress: bool = True, console=None) -> None:
+    def __init__(self, cfg: Config, *, progress: bool = False, console=None) -> None:
         self.cfg = cfg
         self.out = Path(cfg.output.path)
         self.work = self.out / "work"
@@ -196,6 +197,7 @@ class Runner:
         self.global_dir = self.work / "global"
         self.progress = progress
         self.console = console
+        self._prog = RunProgress(False)
 
     def _say(self, msg: str) -> None:
         if self.console is not None:
@@ -258,8 +260,15 @@ class Runner:
             # batches queued per actor so no actor sits on a backlog while another runs dry.
             compute=ray.data.ActorPoolStrategy(size=max(1, num_cpus), max_tasks_in_flight_per_actor=2),
         )
-        for _ in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            pass  # the rows are written by the actors; this drives the execution
+        # The actors write the rows; iterating drives the execution and feeds the progress line.
+        docs, t0 = 0, time.perf_counter()
+        self._prog.start("docs", "read, extract, filter", total=len(pending), info="inputs")
+        for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            docs += int(pc.sum(out.column("rows")).as_py() or 0)
+            finished = sum(1 for i in pending if (self.read_dir / f"{i.key}.json").exists())
+            self._prog.update("docs", completed=finished,
+                              info=f"inputs, {docs:,} documents ({docs / (time.perf_counter() - t0):.0f}/s)")
+        self._prog.finish("docs")
 
     def _stage_stats(self, inputs: list[InputFile]) -> dict:
         """Seconds and counters per stage, summed from the footers of every part file."""
@@ -290,10 +299,11 @@ class Runner:
         for k, stage in enumerate(stages):
             d = self.global_dir / f"{k}-{stage.name}"
             done = d / "_SUCCESS"
+            self._prog.start(stage.name, stage.name, total=1)
             if reuse and done.exists():
                 stats[stage.name] = json.loads(done.read_text())
                 current = sorted(str(p) for p in d.glob("*.parquet"))
-                self._say(f"  [dim]global stage {stage.name}: done in an earlier run, reused[/dim]")
+                self._prog.finish(stage.name, info="done in an earlier run, reused")
                 continue
             shutil.rmtree(d, ignore_errors=True)
             tmp = self.global_dir / f".{k}-{stage.name}.tmp"
@@ -310,6 +320,7 @@ class Runner:
             _atomic_write_json(ctx.stats, done)
             stats[stage.name] = ctx.stats
             current = sorted(str(p) for p in d.glob("*.parquet"))
+            self._prog.finish(stage.name, info=f"{ctx.stats['total_seconds']:.1f} s")
         return current, stats
 
     def _write_outputs(self, files: list[str]) -> tuple[list[dict], list[dict], Counter, Counter, int]:
@@ -321,7 +332,9 @@ class Runner:
             (self.out / sub).mkdir(parents=True)
         out = self.cfg.output
         plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text)
-        written = write_shards(plan.kept + plan.rejected)
+        specs = plan.kept + plan.rejected
+        self._prog.start("shards", "write shards", total=len(specs), info="files")
+        written = write_shards(specs, on_done=lambda _: self._prog.update("shards", advance=1))
         kept, rejected = written[: len(plan.kept)], written[len(plan.kept):]
         domain_tokens: Counter = Counter()
         for entry in kept:
@@ -340,21 +353,22 @@ class Runner:
         done = {i.key: r for i in inputs if (r := self._finished(i)) is not None}
         pending = [i for i in inputs if i.key not in done]
         self._say(f"inputs: {len(inputs)} ({len(done)} finished earlier, {len(pending)} to process)")
-        t0 = time.perf_counter()
-        if pending:
-            self._run_per_document(pending, num_cpus)
-            for i in pending:
-                r = self._finished(i)
-                if r is None:
-                    raise RuntimeError(f"input {i.uri} did not finish (marker/rows mismatch)")
-                done[i.key] = r
-        per_doc_seconds = time.perf_counter() - t0
-        snap = self._stage_stats(inputs)
-        snap["seconds"]["read"] = sum(done[i.key].get("seconds", 0.0) for i in inputs)
-        files, global_stats = self._run_global(self._doc_files(inputs), reuse=not pending, num_cpus=num_cpus)
-        t1 = time.perf_counter()
-        shards, rejected, reasons, domain_tokens, total = self._write_outputs(files)
-        write_seconds = time.perf_counter() - t1
+        with RunProgress(self.progress, self.console) as self._prog:
+            t0 = time.perf_counter()
+            if pending:
+                self._run_per_document(pending, num_cpus)
+                for i in pending:
+                    r = self._finished(i)
+                    if r is None:
+                        raise RuntimeError(f"input {i.uri} did not finish (marker/rows mismatch)")
+                    done[i.key] = r
+            per_doc_seconds = time.perf_counter() - t0
+            snap = self._stage_stats(inputs)
+            snap["seconds"]["read"] = sum(done[i.key].get("seconds", 0.0) for i in inputs)
+            files, global_stats = self._run_global(self._doc_files(inputs), reuse=not pending, num_cpus=num_cpus)
+            t1 = time.perf_counter()
+            shards, rejected, reasons, domain_tokens, total = self._write_outputs(files)
+            write_seconds = time.perf_counter() - t1
         reports = [done[i.key] for i in inputs]
         stats = build_stats(
             self.cfg, reports, reasons, snap, global_stats, total,
