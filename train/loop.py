@@ -413,6 +413,9 @@ class Trainer:
         if self.dist.is_main:
             final.mkdir(parents=True, exist_ok=True)
             self.model.config.use_cache = True  # for generate()
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a one-file save needs no "Writing model shards" bar
             self.model.save_pretrained(final)
             self.model.config.use_cache = False
             self.tokenizer.save_pretrained(final)
