@@ -51,40 +51,42 @@ def _is_loopback(host: str) -> bool:
 
 def start(cfg: RayConfig) -> Session:
     address = cfg.address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        if cfg.dashboard_auth == "off" and not _is_loopback(cfg.dashboard_host):
-            raise ValueError("ray.dashboard_auth: 'off' is only allowed with a loopback ray.dashboard_host")
+    if not address and cfg.dashboard_auth == "off" and not _is_loopback(cfg.dashboard_host):
+        raise ValueError("ray.dashboard_auth: 'off' is only allowed with a loopback ray.dashboard_host")
+    import ray
+
+    url = None
+    if ray.is_initialized():
+        joined = True  # the caller's Ray (a notebook, the test suite): used as it is
+    elif address:
+        joined = True
+        if "RAY_AUTH_MODE" not in os.environ and _have_token():
+            # Ray turns token auth on by default for `ray start --head` whenever a token exists,
+            # but a driver given an explicit address never does, and is then refused. A token
+            # here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) means: send it.
+            _set_auth_mode("token")
+        context = ray.init(address=address, log_to_driver=False)
+        url = getattr(context, "dashboard_url", None) or None
+    else:
+        joined = False
         # Said explicitly, so Ray does not print its own notice about the default; our banner
         # tells the user what to do instead.
         _set_auth_mode("disabled" if cfg.dashboard_auth == "off" else "token")
-    elif "RAY_AUTH_MODE" not in os.environ and _have_token():
-        # Ray turns token auth on by default for `ray start --head` whenever a token exists,
-        # but a driver given an explicit address never does, and is then refused. A token
-        # here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) means: send it.
-        _set_auth_mode("token")
-    import ray
-
-    joined = bool(address) or ray.is_initialized()
-    url = None
-    if not ray.is_initialized():
-        if address:
-            context = ray.init(address=address, log_to_driver=False)
-        else:
-            kwargs = {}
-            if cfg.object_store_memory_gb:
-                kwargs["object_store_memory"] = int(cfg.object_store_memory_gb * 2**30)
-            context = ray.init(
-                # "local": always a new embedded cluster. Without it ray.init() joins whatever
-                # `ray start` last left running on this machine, which only an address may ask for.
-                address="local",
-                num_cpus=cfg.num_cpus,
-                include_dashboard=True,
-                dashboard_host=cfg.dashboard_host,
-                dashboard_port=cfg.dashboard_port,
-                log_to_driver=False,
-                configure_logging=False,
-                **kwargs,
-            )
+        kwargs = {}
+        if cfg.object_store_memory_gb:
+            kwargs["object_store_memory"] = int(cfg.object_store_memory_gb * 2**30)
+        context = ray.init(
+            # "local": always a new embedded cluster. Without it ray.init() joins whatever
+            # `ray start` last left running on this machine, which only an address may ask for.
+            address="local",
+            num_cpus=cfg.num_cpus,
+            include_dashboard=True,
+            dashboard_host=cfg.dashboard_host,
+            dashboard_port=cfg.dashboard_port,
+            log_to_driver=False,
+            configure_logging=False,
+            **kwargs,
+        )
         url = getattr(context, "dashboard_url", None) or None
     if url and not url.startswith("http"):
         url = "http://" + url
