@@ -31,7 +31,16 @@ class LocalInput(StrictModel):
     crawl: str | None = Field(None, description="crawl label written to the `crawl` column")
 
 
-class UrlInput(StrictModel):
+class RemoteInput(StrictModel):
+    """How remote files are fetched: a failed request or a dropped connection is retried
+    `retries` times, waiting `backoff_s`, then twice as long each time (with jitter)."""
+
+    retries: int = Field(5, ge=0, description="extra attempts after a failed request or a connection that dropped without progress")
+    backoff_s: float = Field(1.0, ge=0, description="first wait before a retry; doubles each retry")
+    timeout_s: float = Field(60.0, gt=0, description="connect/read timeout of one request")
+
+
+class UrlInput(RemoteInput):
     """WARC files by URL (https://, http://, s3://)."""
 
     source: Literal["urls"]
@@ -39,7 +48,7 @@ class UrlInput(StrictModel):
     crawl: str | None = None
 
 
-class CommonCrawlInput(StrictModel):
+class CommonCrawlInput(RemoteInput):
     """WARC files of one Common Crawl crawl, listed from its `warc.paths.gz`."""
 
     source: Literal["commoncrawl"]
@@ -49,8 +58,6 @@ class CommonCrawlInput(StrictModel):
     )
     seed: int = 0
     base_url: str = Field(COMMONCRAWL_HTTPS, description="https://data.commoncrawl.org/ or s3://commoncrawl/")
-    retries: int = Field(5, ge=0)
-    timeout_s: float = Field(60.0, gt=0)
 
     @field_validator("files")
     @classmethod

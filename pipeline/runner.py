@@ -34,7 +34,7 @@ from curate import schema
 from curate.config import Config
 from curate.pipeline.progress import RunProgress
 from curate.pipeline.shards import write_table_atomic
-from curate.pipeline.sources import InputFile, RetryPolicy, open_input, resolve_inputs
+from curate.pipeline.sources import InputFile, RetryPolicy, TransferError, open_input, resolve_inputs
 from curate.pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ class ReadWarcs:
 
         self.reader = WarcReader(cfg.read)
         self.read_dir = Path(read_dir)
-        src = cfg.input
-        self.policy = RetryPolicy(retries=getattr(src, "retries", 5), timeout_s=getattr(src, "timeout_s", 60.0))
+        self.policy = RetryPolicy.of(cfg.input)
 
     def __call__(self, batch: pa.Table):
         from curate.pipeline.warc import ReadReport
@@ -70,6 +69,8 @@ class ReadWarcs:
             t0 = time.perf_counter()
             try:
                 stream = open_input(uri, self.policy)
+            except TransferError as err:  # retries ran out before the first byte
+                report.error, report.error_detail = "warc:transfer_failed", str(err)[:300]
             except Exception as err:  # noqa: BLE001 -- a missing/unreachable file is a counted fault
                 report.error, report.error_detail = f"warc:open_error:{type(err).__name__}", str(err)[:300]
             else:

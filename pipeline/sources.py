@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import requests
 
-from curate.config import COMMONCRAWL_HTTPS, CommonCrawlInput, LocalInput, UrlInput
+from curate.config import COMMONCRAWL_HTTPS, CommonCrawlInput, LocalInput, RemoteInput, UrlInput
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,21 @@ class RetryPolicy:
     backoff_s: float = 1.0  # first wait; doubles each retry, with jitter
     timeout_s: float = 60.0
 
+    @classmethod
+    def of(cls, cfg: LocalInput | UrlInput | CommonCrawlInput) -> RetryPolicy:
+        """The input section's retry settings (local inputs have none: the defaults)."""
+        if isinstance(cfg, RemoteInput):
+            return cls(retries=cfg.retries, backoff_s=cfg.backoff_s, timeout_s=cfg.timeout_s)
+        return cls()
+
 
 class InputError(ValueError):
     """The input section names nothing that can be read."""
+
+
+class TransferError(OSError):
+    """A remote file could not be fetched to its end: retries ran out, or a dropped connection
+    cannot be resumed. Counted per file as `warc:transfer_failed`, never raised out of a run."""
 
 
 def resolve_inputs(cfg: LocalInput | UrlInput | CommonCrawlInput) -> list[InputFile]:
@@ -89,10 +101,13 @@ def _join(base: str, path: str) -> str:
 
 def _resolve_commoncrawl(cfg: CommonCrawlInput) -> list[InputFile]:
     listing_url = _join(cfg.base_url, f"crawl-data/{cfg.crawl}/warc.paths.gz")
-    policy = RetryPolicy(retries=cfg.retries, timeout_s=cfg.timeout_s)
-    with open_input(listing_url, policy) as f:
-        raw = f.read()
-    paths = [line.strip() for line in gzip.decompress(raw).decode().splitlines() if line.strip()]
+    try:
+        with open_input(listing_url, RetryPolicy.of(cfg)) as f:
+            raw = f.read()
+        paths = [line.strip() for line in gzip.decompress(raw).decode().splitlines() if line.strip()]
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        # Without the listing nothing can run: say so in one line, not a traceback.
+        raise InputError(f"cannot read the file list {listing_url}: {err}") from err
     if not paths:
         raise InputError(f"{listing_url} lists no WARC files")
     if isinstance(cfg.files, list):
@@ -139,10 +154,17 @@ class RetryingHTTPStream(io.RawIOBase):
     """A read-only stream over HTTP(S) GET that survives dropped connections.
 
     On a connection error or 5xx/429 it waits (exponential backoff with jitter) and re-requests
-    from the current position with `Range: bytes=<pos>-`. A server that ignores Range (answers
-    200 instead of 206) after bytes were already consumed cannot be resumed safely: that is an
-    error, never a silent restart that would duplicate records.
+    from the current position with `Range: bytes=<pos>-`. Every failure that brought no new
+    bytes counts against `policy.retries`; any progress resets the count, so a flaky link that
+    keeps delivering finishes, and one that never does ends in `TransferError` instead of
+    reconnecting forever. A server that ignores Range (answers 200 instead of 206) after bytes
+    were already consumed cannot be resumed safely: that is a `TransferError`, never a silent
+    restart that would duplicate records.
     """
+
+    # Byte offsets must be those of the file itself: a server that gzips the response on the
+    # fly would make Range offsets (of the encoded bytes) disagree with the bytes we counted.
+    _HEADERS = {"Accept-Encoding": "identity"}
 
     def __init__(self, url: str, policy: RetryPolicy, session: requests.Session | None = None) -> None:
         super().__init__()
@@ -154,43 +176,50 @@ class RetryingHTTPStream(io.RawIOBase):
         self._iter = None
         self._buf = b""
         self._eof = False
+        self._failures = 0  # failures since the last byte arrived
         self.attempts = 0  # requests made, for tests and logs
         self._connect()
 
     def readable(self) -> bool:
         return True
 
+    def _failed(self, err: Exception) -> None:
+        """Count a failure that brought no bytes; give up or wait before the next attempt."""
+        self._failures += 1
+        if self._failures > self.policy.retries:
+            raise TransferError(f"{self.url}: gave up at byte {self._pos} after {self._failures} failed attempts: {err}")
+        delay = self.policy.backoff_s * (2 ** (self._failures - 1)) * (1 + random.random() * 0.25)
+        log.warning("retrying %s at byte %d in %.1fs (%s)", self.url, self._pos, delay, err)
+        time.sleep(delay)
+
     def _connect(self) -> None:
-        last: Exception | None = None
-        for attempt in range(self.policy.retries + 1):
-            if attempt:
-                delay = self.policy.backoff_s * (2 ** (attempt - 1)) * (1 + random.random() * 0.25)
-                log.warning("retrying %s at byte %d in %.1fs (%s)", self.url, self._pos, delay, last)
-                time.sleep(delay)
+        while True:
             self.attempts += 1
-            headers = {"Range": f"bytes={self._pos}-"} if self._pos else {}
+            headers = dict(self._HEADERS)
+            if self._pos:
+                headers["Range"] = f"bytes={self._pos}-"
             try:
                 resp = self._session.get(self.url, headers=headers, stream=True, timeout=self.policy.timeout_s)
             except requests.RequestException as err:
-                last = err
+                self._failed(err)
                 continue
             if resp.status_code in (429, 500, 502, 503, 504):
-                last = requests.HTTPError(f"HTTP {resp.status_code}")
                 resp.close()
+                self._failed(requests.HTTPError(f"HTTP {resp.status_code}"))
                 continue
-            if resp.status_code == 404:
-                resp.close()
-                raise FileNotFoundError(f"{self.url}: HTTP 404")
             if resp.status_code >= 400:
                 resp.close()
+                if self._pos:  # the file went away mid-download
+                    raise TransferError(f"{self.url}: HTTP {resp.status_code} when resuming at byte {self._pos}")
+                if resp.status_code == 404:
+                    raise FileNotFoundError(f"{self.url}: HTTP 404")
                 raise OSError(f"{self.url}: HTTP {resp.status_code}")
             if self._pos and resp.status_code != 206:
                 resp.close()
-                raise OSError(f"{self.url}: connection dropped at byte {self._pos} and the server does not support Range")
+                raise TransferError(f"{self.url}: connection dropped at byte {self._pos} and the server does not support Range")
             self._resp = resp
             self._iter = resp.iter_content(chunk_size=1 << 16)
             return
-        raise OSError(f"{self.url}: gave up after {self.policy.retries + 1} attempts: {last}")
 
     def readinto(self, b) -> int:  # type: ignore[override]
         while not self._buf and not self._eof:
@@ -201,7 +230,11 @@ class RetryingHTTPStream(io.RawIOBase):
             except (requests.RequestException, ConnectionError, OSError) as err:
                 log.warning("%s: read failed at byte %d: %s", self.url, self._pos, err)
                 self._close_resp()
+                self._failed(err)
                 self._connect()
+            else:
+                if self._buf:
+                    self._failures = 0
         if not self._buf:
             return 0
         n = min(len(b), len(self._buf))

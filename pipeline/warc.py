@@ -3,8 +3,9 @@
 Every `response` record becomes one row. HTTP 200 HTML pages go on to extraction; the others
 get a `warc:` drop reason (`warc:http_404`, `warc:not_html:application/pdf`, `warc:too_large`,
 `warc:binary`, ...). Other record types (request, metadata, warcinfo, revisit) are counted by
-type. A file that cannot be read to its end (truncated gzip, not a WARC, a dropped connection)
-keeps every complete record before the fault and reports the fault as a file-level error.
+type. A file that cannot be read to its end (truncated gzip, not a WARC, a download that failed
+for good) keeps every complete record before the fault and reports the fault as a file-level
+error (`warc:truncated`, `warc:not_warc`, `warc:transfer_failed`, ...).
 
 The HTTP `Content-Type` and the bytes decide what is HTML; `WARC-Identified-Payload-Type`
 (libmagic's guess, absent in many WARCs) is only a tie-breaker when the server sent no type.
@@ -29,7 +30,7 @@ from warcio.exceptions import ArchiveLoadFailed
 
 from curate import schema
 from curate.config import ReadConfig
-from curate.pipeline.sources import InputFile
+from curate.pipeline.sources import InputFile, TransferError
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "application/html")
 _CHARSET_RE = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
@@ -155,7 +156,8 @@ class WarcReader:
                 except (EOFError, zlib.error, OSError) as err:
                     self._set_offset(row, iterator.offset, source)
                     # The record itself is cut short: account for it, then stop like any cut file.
-                    row[schema.DROP_REASON] = "error:warc:truncated_record"
+                    cut = "transfer_failed" if isinstance(err, TransferError) else "truncated_record"
+                    row[schema.DROP_REASON] = f"error:warc:{cut}"
                     rows.append(row)
                     raise _Truncated(err) from err
                 rows.append(row)
@@ -164,7 +166,11 @@ class WarcReader:
                     yield schema.from_rows(rows, schema.RAW_SCHEMA)
                     rows = []
         except _Truncated as err:
-            report.error, report.error_detail = "warc:truncated", repr(err.__cause__)
+            failed = isinstance(err.__cause__, TransferError)
+            report.error = "warc:transfer_failed" if failed else "warc:truncated"
+            report.error_detail = repr(err.__cause__)[:300]
+        except TransferError as err:  # the download failed between two records
+            report.error, report.error_detail = "warc:transfer_failed", repr(err)[:300]
         except ArchiveLoadFailed as err:
             report.error, report.error_detail = ("warc:truncated" if report.records_by_type else "warc:not_warc"), str(err)[:300]
         except (EOFError, zlib.error) as err:

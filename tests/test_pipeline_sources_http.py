@@ -1,0 +1,271 @@
+"""`source: commoncrawl` against a Common-Crawl-shaped HTTP server on 127.0.0.1.
+
+The server lists real WARCs from shared/data in `crawl-data/<crawl>/warc.paths.gz`, serves
+them with Range support, and injects faults per request: 503s, a connection dropped mid-body,
+a resume answered without Range, resumes that bring no bytes, a missing file. What a run reads
+over HTTP must equal reading the same files locally; every fault is retried, resumed or
+counted, never a crash, a hang or a duplicated record.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.config import CommonCrawlInput, parse_config
+from curate.pipeline.runner import ReadWarcs, Runner
+from curate.pipeline.sources import InputError, resolve_inputs
+
+CRAWL = "CC-MAIN-2099-01"
+# Real WARCs of shared/data under Common Crawl style names, in warc.paths.gz order.
+WARCS = {
+    f"crawl-data/{CRAWL}/segments/0000.00/warc/CC-MAIN-{CRAWL}-00000.warc.gz": "warc/dolma-wget/sample-0000.warc.gz",
+    f"crawl-data/{CRAWL}/segments/0000.00/warc/CC-MAIN-{CRAWL}-00001.warc.gz": "warc/resiliparse/CC-MAIN-2020-34-sample.warc.gz",
+    f"crawl-data/{CRAWL}/segments/0000.01/warc/CC-MAIN-{CRAWL}-00002.warc.gz": "warc/commoncrawl-whirlwind/whirlwind.warc.gz",
+    f"crawl-data/{CRAWL}/segments/0000.01/warc/CC-MAIN-{CRAWL}-00003.warc.gz": "warc/resiliparse/CC-truncated-record.warc.gz",
+}
+PATHS = list(WARCS)
+MISSING = f"crawl-data/{CRAWL}/segments/0000.02/warc/CC-MAIN-{CRAWL}-00004.warc.gz"  # listed, never served
+DOLMA = PATHS[0]  # 214 KB, 22 responses: big enough to cut in the middle
+CUT = 100_000
+
+
+class CCServer(ThreadingHTTPServer):
+    """Files by path; `faults[path]` is consumed one entry per request to that path:
+    "503"; "drop" (send CUT bytes of the answer, then close the connection); "ignore_range"
+    (answer 200 with the whole file); "stall" (answer 206, send nothing, close)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.files: dict[str, bytes] = {}
+        self.faults: dict[str, list[str]] = defaultdict(list)
+        self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, status)
+        self.lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: CCServer
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 -- http.server's name
+        path = self.path.lstrip("/")
+        rng = self.headers.get("Range")
+        with self.server.lock:
+            fault = self.server.faults[path].pop(0) if self.server.faults[path] else None
+        data = self.server.files.get(path)
+        start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) if rng and fault != "ignore_range" else 0
+        if data is None:
+            status = 404
+        elif fault == "503":
+            status = 503
+        else:
+            status = 206 if start else 200
+        with self.server.lock:
+            self.server.log.append((path, rng, status))
+        if status >= 400:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = data[start:]
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        if fault in ("drop", "stall"):
+            self.wfile.write(body[:CUT] if fault == "drop" else b"")
+            self.wfile.flush()
+            self.close_connection = True  # the client sees fewer bytes than Content-Length
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def server(shared_data):
+    srv = CCServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def cc(server, shared_data):
+    """The server with a fresh listing and no faults; returns it."""
+    listing = "\n".join([*PATHS, MISSING]) + "\n"
+    server.files = {f"crawl-data/{CRAWL}/warc.paths.gz": gzip.compress(listing.encode())}
+    server.files.update({p: (shared_data / local).read_bytes() for p, local in WARCS.items()})
+    server.faults.clear()
+    server.log.clear()
+    return server
+
+
+def config(server: CCServer, tmp_path: Path, **input_) -> dict:
+    section = {"source": "commoncrawl", "crawl": CRAWL, "base_url": server.base_url, "files": 1,
+               "retries": 3, "backoff_s": 0.05, "timeout_s": 10, **input_}
+    return {"input": section, "output": {"path": str(tmp_path / "out"), "rows_per_shard": 50}}
+
+
+def read_rows(cfg_data: dict, uri: str, tmp_path: Path) -> tuple[list[dict], dict]:
+    """What the run's read stage makes of one input: its rows, and its completion marker."""
+    import json
+
+    cfg = parse_config(cfg_data)
+    read_dir = tmp_path / f"read-{time.monotonic_ns()}"
+    read_dir.mkdir()
+    fn = ReadWarcs(cfg, str(read_dir))
+    rows = [r for t in fn(pa.table({"uri": [uri], "crawl": [cfg.input.crawl]})) for r in t.to_pylist()]
+    (marker,) = read_dir.glob("*.json")
+    return rows, json.loads(marker.read_text())
+
+
+def local_rows(shared_data: Path, path: str, tmp_path: Path) -> tuple[list[dict], dict]:
+    data = {"input": {"paths": [str(shared_data / WARCS[path])], "crawl": CRAWL}, "output": {"path": str(tmp_path / "o")}}
+    return read_rows(data, str(shared_data / WARCS[path]), tmp_path)
+
+
+def resumed_at(rng: str | None) -> bool | None:
+    """Whether a Range header resumes inside the part sent before the drop. The client resumes
+    from the bytes it handed on, which can be fewer than CUT: urllib3 discards the partial
+    chunk it was reading when the connection broke."""
+    if rng is None:
+        return None
+    return 0 < int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) <= CUT
+
+
+def without_path(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "warc_path"} for r in rows]
+
+
+def test_file_choice_is_deterministic(cc, tmp_path):
+    def chosen(**kw) -> list[str]:
+        return [f.uri for f in resolve_inputs(CommonCrawlInput(**config(cc, tmp_path, **kw)["input"]))]
+
+    first = chosen(files=2, seed=0)
+    assert first == chosen(files=2, seed=0)
+    assert len(first) == 2 and all(u.startswith(cc.base_url + f"crawl-data/{CRAWL}/") for u in first)
+    # listing order is kept; other seeds pick other files
+    all5 = [cc.base_url + p for p in [*PATHS, MISSING]]
+    assert first == sorted(first, key=all5.index)
+    assert len({tuple(chosen(files=2, seed=s)) for s in range(8)}) > 1
+    assert chosen(files=[3, 0]) == [all5[3], all5[0]]
+    with pytest.raises(InputError, match="out of range"):
+        chosen(files=[7])
+
+
+def test_listing_that_cannot_be_fetched_is_an_input_error(cc, tmp_path):
+    with pytest.raises(InputError, match="warc.paths.gz"):
+        resolve_inputs(CommonCrawlInput(**config(cc, tmp_path, crawl="CC-MAIN-2099-02")["input"]))
+
+
+def test_documents_over_http_equal_reading_the_files_locally(cc, shared_data, tmp_path):
+    cfg = config(cc, tmp_path)
+    for path in PATHS:
+        remote, remote_marker = read_rows(cfg, cc.base_url + path, tmp_path)
+        local, local_marker = local_rows(shared_data, path, tmp_path)
+        assert remote and without_path(remote) == without_path(local)
+        assert {r["warc_path"] for r in remote} == {cc.base_url + path}
+        for key in ("records_by_type", "rows", "error"):
+            assert remote_marker[key] == local_marker[key], (path, key)
+    assert all(status == 200 and rng is None for _, rng, status in cc.log)
+
+
+def test_503_is_retried_with_backoff(cc, shared_data, tmp_path):
+    cc.faults[DOLMA] = ["503", "503"]
+    t0 = time.perf_counter()
+    rows, marker = read_rows(config(cc, tmp_path, backoff_s=0.2), cc.base_url + DOLMA, tmp_path)
+    waited = time.perf_counter() - t0
+    assert [s for p, _, s in cc.log if p == DOLMA] == [503, 503, 200]
+    assert waited >= 0.2 + 0.4  # backoff_s, then twice that
+    assert marker["error"] is None
+    assert without_path(rows) == without_path(local_rows(shared_data, DOLMA, tmp_path)[0])
+
+
+def test_dropped_connection_resumes_with_range(cc, shared_data, tmp_path):
+    cc.faults[DOLMA] = ["drop"]
+    rows, marker = read_rows(config(cc, tmp_path), cc.base_url + DOLMA, tmp_path)
+    assert [(resumed_at(rng), s) for p, rng, s in cc.log if p == DOLMA] == [(None, 200), (True, 206)]
+    assert marker["error"] is None
+    assert without_path(rows) == without_path(local_rows(shared_data, DOLMA, tmp_path)[0])
+
+
+def test_server_ignoring_range_fails_the_file_without_duplicates(cc, shared_data, tmp_path):
+    cc.faults[DOLMA] = ["drop", "ignore_range"]
+    rows, marker = read_rows(config(cc, tmp_path), cc.base_url + DOLMA, tmp_path)
+    # one resume attempt, answered 200 from byte 0: not restarted, not retried
+    assert [(resumed_at(rng), s) for p, rng, s in cc.log if p == DOLMA] == [(None, 200), (True, 200)]
+    assert marker["error"] == "warc:transfer_failed"
+    local = without_path(local_rows(shared_data, DOLMA, tmp_path)[0])
+    ok = [r for r in without_path(rows) if r["drop_reason"] != "error:warc:transfer_failed"]
+    assert 0 < len(ok) < len(local) and ok == local[: len(ok)]  # every record before the cut, once
+    assert len(rows) - len(ok) <= 1 and marker["rows"] == len(rows)
+
+
+@pytest.mark.timeout(60)
+def test_resumes_that_bring_no_bytes_give_up_after_the_retries(cc, tmp_path):
+    cc.faults[DOLMA] = ["drop"] + ["stall"] * 50
+    rows, marker = read_rows(config(cc, tmp_path, retries=2), cc.base_url + DOLMA, tmp_path)
+    # the first request, then one resume per allowed retry: never an endless reconnect loop
+    assert len([p for p, _, _ in cc.log if p == DOLMA]) == 1 + 2
+    assert marker["error"] == "warc:transfer_failed" and "gave up" in marker["error_detail"]
+    assert rows and marker["rows"] == len(rows)
+
+
+def test_file_that_never_answers_is_a_transfer_failure(cc, tmp_path):
+    cc.faults[DOLMA] = ["503"] * 10
+    rows, marker = read_rows(config(cc, tmp_path, retries=1), cc.base_url + DOLMA, tmp_path)
+    assert rows == [] and marker["error"] == "warc:transfer_failed" and marker["rows"] == 0
+    assert len(cc.log) == 2
+
+
+def test_missing_file_is_counted(cc, tmp_path):
+    rows, marker = read_rows(config(cc, tmp_path), cc.base_url + MISSING, tmp_path)
+    assert rows == [] and marker["error"] == "warc:open_error:FileNotFoundError"
+    assert cc.log == [(MISSING, None, 404)]  # a 404 is not retried
+
+
+@pytest.mark.ray
+def test_commoncrawl_run_over_http_with_faults(ray_session, cc, shared_data, tmp_path):
+    """The whole run: every listed file, one of them missing, others behind 503s and a dropped
+    connection; the output holds exactly the documents of the local files."""
+    cfg_data = config(cc, tmp_path, files=len(PATHS) + 1)
+    cfg_data["filters"] = {name: {"enabled": False} for name in
+                           ("url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii")}
+    cfg_data["dedup"] = {"exact": {"enabled": False}, "minhash": {"enabled": False}}
+    cc.faults[DOLMA] = ["503", "drop"]
+    cc.faults[PATHS[1]] = ["drop"]
+    result = Runner(parse_config(cfg_data)).run(num_cpus=2)
+
+    stats = result.stats
+    assert stats["inputs"] == 5
+    assert stats["file_errors"] == {"warc:open_error:FileNotFoundError": 1, "warc:truncated": 1}
+    local = [r for p in PATHS for r in local_rows(shared_data, p, tmp_path)[0]]
+    out = pa.concat_tables([pq.read_table(p) for p in sorted(result.output.glob("*/*.parquet"))
+                            if p.parent.name in ("shards", "rejected")])
+    assert stats["read"] == len(local) == out.num_rows
+    assert sorted(zip(out.column("id").to_pylist(), out.column("warc_offset").to_pylist())) == \
+        sorted((r["id"], r["warc_offset"]) for r in local)
+    assert set(out.column("warc_path").to_pylist()) == {cc.base_url + p for p in PATHS}
+    assert stats["kept"] > 0
+    resumed = [(p, resumed_at(rng), s) for p, rng, s in cc.log if rng]
+    assert sorted(resumed) == sorted([(DOLMA, True, 206), (PATHS[1], True, 206)])
