@@ -26,7 +26,8 @@ class MinHashConfig(StrictModel):
     rows_per_band: int = Field(8, ge=1)
     seed: int = Field(1, ge=0, description="seed of the permutations (same seed = same signatures as datasketch)")
     verify_jaccard: float | None = Field(
-        None, ge=0.0, le=1.0, description="keep a candidate pair only if its estimated Jaccard reaches this; null = trust LSH"
+        0.7, ge=0.0, le=1.0,
+        description="keep a candidate pair only if the Jaccard estimated from 8-bit sketches reaches this; null = trust LSH",
     )
     max_iterations: int = Field(64, ge=1, description="connected-components rounds before giving up")
 
@@ -39,5 +40,5 @@ class DedupConfig(StrictModel):
     exact: ExactConfig = ExactConfig()
     minhash: MinHashConfig = MinHashConfig()
     rows_per_partition: int = Field(
-        500_000, ge=1, description="shuffle partition size target: bounds the memory of one groupby task"
+        10_000, ge=1, description="documents per shuffle partition (at least 2 partitions per CPU): bounds one task's memory"
     )

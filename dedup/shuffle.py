@@ -1,23 +1,32 @@
-"""Distributed building blocks over Ray Data: key partitioning, survivor choice, connected components.
+"""Distributed building blocks on Ray: a keyed all-to-all shuffle, survivor choice, connected components.
 
-Every step hashes a key into a partition column and runs one `groupby(partition).map_groups`, so a
-task sees all rows of its keys at once and resolves them with vectorized Arrow/numpy code (not one
-Python call per key). Only scalars (change counts) ever come back to the driver.
+The global dedup stages run as layers of Ray tasks over the object store. A task of a layer
+concatenates its inputs, runs a vectorized Arrow/numpy function and splits each output table by
+its `_part` column into as many pieces as the next layer has tasks; task p of the next layer takes
+piece p of every producer. That is a map/reduce shuffle in the shape of Ray Data's pull-based
+shuffle, with each reduce fused into the next map, so a step costs one layer of tasks and no extra
+pass over the data (Ray Data's `groupby().map_groups()` costs seconds of fixed overhead per step,
+which dominated on 2 cores). Only object references and small counters ever reach the driver:
+never rows, edges or signatures.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray.data
+import ray
 
-from curate.dedup.minhash import fmix64
+from curate.dedup.text import fmix64
 
 PART = "_part"
+# An output spec per function output: an int n splits the table by its `_part` column into n
+# pieces; None returns the value whole (a small table or a dict of counters).
+Spec = tuple[int | None, ...]
 
 
 def digest_strings(values: pa.Array | pa.ChunkedArray, nbytes: int = 16) -> list[bytes | None]:
@@ -36,19 +45,83 @@ def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:
     return (fmix64(keys.astype(np.int64).view(np.uint64)) % np.uint64(num_partitions)).astype(np.int64)
 
 
-def total(ds: ray.data.Dataset, column: str) -> int:
-    """Sum of an integer column: one scalar per block comes back, never the rows (and no
-    200-partition aggregate shuffle, which dominates on small data)."""
+def split_by_part(table: pa.Table, num_parts: int) -> list[pa.Table]:
+    """The rows of each partition 0..num_parts-1 (by the `_part` column, which is dropped)."""
+    part = table.column(PART).to_numpy()
+    table = table.drop_columns([PART])
+    if num_parts == 1:
+        return [table]
+    order = np.argsort(part, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=num_parts))])
+    ordered = table.take(pa.array(order))
+    return [ordered.slice(bounds[i], bounds[i + 1] - bounds[i]) for i in range(num_parts)]
 
-    def block_sum(t: pa.Table) -> pa.Table:
-        return pa.table({"s": [int(pc.sum(t.column(column)).as_py() or 0)]})
 
-    return sum(r["s"] for r in ds.map_batches(block_sum, batch_format="pyarrow", batch_size=None).take_all())
+def _concat(tables: Sequence[Any]) -> Any:
+    if not tables:
+        return None
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables)
 
 
-def apply_by_partition(ds: ray.data.Dataset, fn: Callable[[pa.Table], pa.Table], num_partitions: int) -> ray.data.Dataset:
-    """Run `fn` once per partition (all rows with the same `_part`), in parallel."""
-    return ds.groupby(PART, num_partitions=num_partitions).map_groups(fn, batch_format="pyarrow")
+@ray.remote
+def _layer_task(fn: Callable, spec: Spec, sizes: list[int], args: tuple, *inputs: Any) -> Any:
+    groups, k = [], 0
+    for n in sizes:
+        groups.append(_concat(inputs[k : k + n]))
+        k += n
+    result = fn(*groups, *args)
+    if len(spec) == 1:
+        result = (result,)
+    flat: list[Any] = []
+    for n, value in zip(spec, result):
+        flat.extend([value] if n is None else split_by_part(value, n))
+    return flat[0] if len(flat) == 1 else tuple(flat)
+
+
+class Out:
+    """One output of a layer: `pieces[t]` is task t's output, a list of per-partition refs for a
+    split output, or one ref for a whole one."""
+
+    def __init__(self, pieces: list[Any]) -> None:
+        self.pieces = pieces
+
+    def column(self, p: int) -> list[ray.ObjectRef]:
+        """Partition p of every producer: the input of task p of the next layer."""
+        return [t[p] for t in self.pieces]
+
+    def refs(self) -> list[ray.ObjectRef]:
+        return [r for t in self.pieces for r in (t if isinstance(t, list) else [t])]
+
+    def get(self) -> list[Any]:
+        """The values of a whole (unsplit) output: small things only, such as counters."""
+        return ray.get(self.pieces)
+
+
+def run_layer(fn: Callable, inputs: list[list[list[ray.ObjectRef]]], spec: Spec,
+              args: Sequence[tuple] | None = None) -> list[Out]:
+    """One Ray task per entry of `inputs`: task i runs fn(group_0, group_1, ..., *args[i]) where
+    group g is the concatenation of the tables `inputs[i][g]` (None when it has none), and fn
+    returns one value per entry of `spec`. Returns one `Out` per spec entry."""
+    num_returns = sum(1 if n is None else n for n in spec)
+    outs: list[list[Any]] = [[] for _ in spec]
+    for i, groups in enumerate(inputs):
+        refs = [r for g in groups for r in g]
+        res = _layer_task.options(num_returns=num_returns).remote(fn, spec, [len(g) for g in groups], tuple(args[i]) if args else (), *refs)
+        res = [res] if num_returns == 1 else list(res)
+        k = 0
+        for j, n in enumerate(spec):
+            outs[j].append(res[k] if n is None else res[k : k + n])
+            k += 1 if n is None else n
+    return [Out(o) for o in outs]
+
+
+def wait_all(*outs: Out) -> None:
+    """Block until every task behind `outs` has finished (for per-step timings), fetching nothing."""
+    refs = [r for o in outs for r in o.refs()]
+    if refs:
+        ray.wait(refs, num_returns=len(refs), fetch_local=False)
 
 
 def survivor_order(keys: pa.Array, scores: pa.Array, ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -73,149 +146,95 @@ def survivor_order(keys: pa.Array, scores: pa.Array, ids: pa.Array) -> tuple[np.
     return order, first
 
 
-# --- connected components: large-star / small-star (Kiveris et al., "Connected Components in MapReduce and Beyond")
+# --- connected components
 
 
-def _edges(u: np.ndarray, v: np.ndarray, changed: int, num_partitions: int) -> pa.Table:
-    flags = np.zeros(u.size, np.int64)
-    if u.size:
-        flags[0] = changed  # one row carries the partition's change count; the driver sums them
-    return pa.table({"u": u, "v": v, "changed": flags, PART: partition_of(u, num_partitions)})
+def local_components(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Components of the edges (u, v) seen by one task (scipy's union-find-like BFS), as star
+    edges (node, root) with root the smallest node of its component; roots get no edge."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    if u.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    nodes, inverse = np.unique(np.concatenate([u, v]), return_inverse=True)
+    graph = coo_matrix((np.ones(u.size, np.int8), (inverse[: u.size], inverse[u.size :])), shape=(nodes.size, nodes.size))
+    _, label = scipy_components(graph, directed=False)
+    first = np.full(label.max() + 1, nodes.size, np.int64)
+    np.minimum.at(first, label, np.arange(nodes.size))  # nodes are sorted: the first index is the smallest node
+    root = nodes[first[label]]
+    keep = root != nodes
+    return nodes[keep], root[keep]
 
 
-def _grouped(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def edge_table(u: np.ndarray, v: np.ndarray, num_partitions: int, both: bool = False) -> pa.Table:
+    """Edges (u, v) partitioned by u; with `both`, also (v, u) partitioned by v."""
+    if both:
+        u, v = np.concatenate([u, v]), np.concatenate([v, u])
+    return pa.table({"u": u.astype(np.int64), "v": v.astype(np.int64), PART: partition_of(u, num_partitions)})
+
+
+def _grouped(table: pa.Table | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Unique (u, v) pairs sorted by u then v, the start of each u-run, and each row's run index."""
+    if table is None or table.num_rows == 0:
+        e = np.zeros(0, np.int64)
+        return e, e, e, e
     uv = np.unique(np.stack([table.column("u").to_numpy(), table.column("v").to_numpy()], axis=1), axis=0)
     u, v = uv[:, 0], uv[:, 1]
-    starts = np.flatnonzero(np.concatenate([[True], u[1:] != u[:-1]])) if u.size else np.zeros(0, np.int64)
-    run = np.cumsum(np.concatenate([[True], u[1:] != u[:-1]])) - 1 if u.size else np.zeros(0, np.int64)
-    return u, v, starts, run
+    new = np.concatenate([[True], u[1:] != u[:-1]])
+    return u, v, np.flatnonzero(new), np.cumsum(new) - 1
 
 
-def _large_star(num_partitions: int) -> Callable[[pa.Table], pa.Table]:
-    def step(table: pa.Table) -> pa.Table:
-        u, v, starts, run = _grouped(table)
-        if u.size == 0:
-            return _edges(u, v, 0, num_partitions)
-        local_min = np.minimum(u[starts], np.minimum.reduceat(v, starts))[run]
-        keep = v > u  # connect every strictly larger neighbour to the smallest node of the neighbourhood
-        changed = int(np.count_nonzero(keep & (local_min != u)))
-        return _edges(v[keep], local_min[keep], changed, num_partitions)
-
-    return step
-
-
-def _small_star(num_partitions: int) -> Callable[[pa.Table], pa.Table]:
-    def step(table: pa.Table) -> pa.Table:
-        u, v, starts, run = _grouped(table)  # here every v < u
-        if u.size == 0:
-            return _edges(u, v, 0, num_partitions)
-        local_min = np.minimum.reduceat(v, starts)[run]
-        # every smaller neighbour and u itself attach to the smallest neighbour
-        src = np.concatenate([v, u[starts]])
-        dst = np.concatenate([local_min, local_min[starts]])
-        keep = src != dst
-        changed = int(np.count_nonzero(v != local_min))
-        return _edges(src[keep], dst[keep], changed, num_partitions)
-
-    return step
+def large_star(edges: pa.Table | None, num_partitions: int) -> tuple[pa.Table, int]:
+    """Kiveris et al. large-star: every strictly larger neighbour of u links to the smallest node
+    of u's neighbourhood. Input: both directions of every edge, grouped by u. Output: (larger,
+    smaller) edges partitioned by the larger end, for small-star."""
+    u, v, starts, run = _grouped(edges)
+    if u.size == 0:
+        return edge_table(u, v, num_partitions), 0
+    local_min = np.minimum(u[starts], np.minimum.reduceat(v, starts))[run]
+    keep = v > u
+    return edge_table(v[keep], local_min[keep], num_partitions), int(np.count_nonzero(keep & (local_min != u)))
 
 
-def _both_directions(num_partitions: int) -> Callable[[pa.Table], pa.Table]:
-    def fn(t: pa.Table) -> pa.Table:
-        u, v = t.column("u").to_numpy(), t.column("v").to_numpy()
-        return _edges(np.concatenate([u, v]), np.concatenate([v, u]), 0, num_partitions)
-
-    return fn
-
-
-def _larger_first(num_partitions: int) -> Callable[[pa.Table], pa.Table]:
-    def fn(t: pa.Table) -> pa.Table:
-        u, v = t.column("u").to_numpy(), t.column("v").to_numpy()
-        return _edges(np.maximum(u, v), np.minimum(u, v), 0, num_partitions)
-
-    return fn
+def small_star(edges: pa.Table | None, num_partitions: int) -> tuple[pa.Table, int]:
+    """Small-star: u and all its smaller neighbours link to the smallest of them. Input: (larger,
+    smaller) edges grouped by the larger end. Output: both directions, for the next large-star."""
+    u, v, starts, run = _grouped(edges)
+    if u.size == 0:
+        return edge_table(u, v, num_partitions), 0
+    local_min = np.minimum.reduceat(v, starts)[run]
+    src = np.concatenate([v, u[starts]])
+    dst = np.concatenate([local_min, local_min[starts]])
+    keep = src != dst
+    return edge_table(src[keep], dst[keep], num_partitions, both=True), int(np.count_nonzero(v != local_min))
 
 
-def connected_components(edges: ray.data.Dataset, num_partitions: int, max_iterations: int) -> tuple[ray.data.Dataset, int]:
-    """Edges (int64 columns u, v) -> rows (node, label) for every node on an edge; label = smallest
-    node of its component. Returns the labels and the number of rounds it took."""
-    current = edges.select_columns(["u", "v"])
+def connected_components(edges: Out, num_partitions: int, max_iterations: int) -> tuple[Out, int]:
+    """Distributed connected components (large-star / small-star rounds until nothing changes).
+
+    `edges` holds both directions of every edge, split into `num_partitions` by the first end.
+    Returns the converged edges in the same layout, where every edge touches its component's
+    smallest node (its root, so the label of a node a of edge (a, b) is min(a, b)), and the
+    number of rounds.
+    """
+    current = edges
     for rounds in range(1, max_iterations + 1):
-        large = apply_by_partition(current.map_batches(_both_directions(num_partitions), batch_format="pyarrow"),
-                                   _large_star(num_partitions), num_partitions).materialize()
-        small = apply_by_partition(large.map_batches(_larger_first(num_partitions), batch_format="pyarrow"),
-                                   _small_star(num_partitions), num_partitions).materialize()
-        changes = total(large, "changed") + total(small, "changed")
-        current = small.select_columns(["u", "v"])
-        if changes == 0:
-            break
-    else:
-        raise RuntimeError(f"connected components did not converge in {max_iterations} rounds")
-
-    def star_labels(t: pa.Table) -> pa.Table:
-        # at the fixed point every edge is (node, root) with root the component's smallest node
-        u, v = t.column("u").to_numpy(), t.column("v").to_numpy()
-        return pa.table({"node": np.concatenate([u, v]), "label": np.concatenate([v, v])})
-
-    return current.map_batches(star_labels, batch_format="pyarrow"), rounds
+        spec = (num_partitions, None)
+        large, large_changes = run_layer(large_star, [[current.column(p)] for p in range(num_partitions)], spec,
+                                         [(num_partitions,)] * num_partitions)
+        small, small_changes = run_layer(small_star, [[large.column(p)] for p in range(num_partitions)], spec,
+                                         [(num_partitions,)] * num_partitions)
+        current = small
+        if sum(large_changes.get()) + sum(small_changes.get()) == 0:
+            return current, rounds
+    raise RuntimeError(f"connected components did not converge in {max_iterations} rounds")
 
 
-SIDE = "_side"
-
-
-def join_on(left: ray.data.Dataset, right: ray.data.Dataset, key: str, join_type: str, num_partitions: int) -> ray.data.Dataset:
-    """Join where `right`'s keys are unique (a lookup table), on an int64 column: both sides are tagged, padded to one schema, unioned and
-    co-partitioned by `key`; each partition joins its halves by a sorted lookup. (Ray's
-    `Dataset.join` needs polars and Arrow's join cannot carry map columns such as pii_counts.)
-    `join_type` is "inner" or "left outer"."""
-    left_schema = left.schema().base_schema
-    right_schema = right.schema().base_schema
-    right_only = [f for f in right_schema if f.name not in left_schema.names]
-    union_schema = pa.schema(list(left_schema) + right_only + [pa.field(SIDE, pa.int8()), pa.field(PART, pa.int64())])
-
-    def tag(side: int) -> Callable[[pa.Table], pa.Table]:
-        def fn(t: pa.Table) -> pa.Table:
-            cols = {}
-            for f in union_schema:
-                if f.name == SIDE:
-                    cols[f.name] = pa.array(np.full(t.num_rows, side, np.int8))
-                elif f.name == PART:
-                    cols[f.name] = pa.array(partition_of(t.column(key).to_numpy(), num_partitions))
-                elif f.name in t.column_names and (side == 0 or f.name == key or f.name not in left_schema.names):
-                    cols[f.name] = t.column(f.name).cast(f.type)
-                else:
-                    cols[f.name] = pa.nulls(t.num_rows, f.type)
-            return pa.table(cols, schema=union_schema)
-
-        return fn
-
-    left_names = [n for n in left_schema.names]
-    right_names = [key] + [f.name for f in right_only]
-
-    def join_partition(t: pa.Table) -> pa.Table:
-        side = t.column(SIDE).to_numpy()
-        lt = t.filter(pa.array(side == 0)).select(left_names)
-        rt = t.filter(pa.array(side == 1)).select(right_names)
-        return _lookup_join(lt, rt, key, join_type)
-
-    both = left.map_batches(tag(0), batch_format="pyarrow").union(right.map_batches(tag(1), batch_format="pyarrow"))
-    return apply_by_partition(both, join_partition, num_partitions)
-
-
-def _lookup_join(left: pa.Table, right: pa.Table, key: str, join_type: str) -> pa.Table:
-    rkeys = right.column(key).to_numpy()
-    order = np.argsort(rkeys, kind="stable")
-    sorted_keys = rkeys[order]
-    lkeys = left.column(key).to_numpy()
-    pos = np.minimum(np.searchsorted(sorted_keys, lkeys), max(sorted_keys.size - 1, 0))
-    matched = sorted_keys[pos] == lkeys if sorted_keys.size else np.zeros(lkeys.size, bool)
-    if join_type == "inner":
-        left, pos, matched = left.filter(pa.array(matched)), pos[matched], matched[matched]
-    elif join_type != "left outer":
-        raise ValueError(f"unsupported join_type {join_type!r}")
-    take = pa.array(order[pos] if sorted_keys.size else np.zeros(pos.size, np.int64), mask=~matched)
-    for name in right.column_names:
-        if name != key:
-            left = left.append_column(name, right.column(name).take(take) if right.num_rows else pa.nulls(left.num_rows, right.schema.field(name).type))
-    return left
+def labels_of(edges: pa.Table | None) -> tuple[np.ndarray, np.ndarray]:
+    """(node, label) from converged edges: every edge (a, b) touches the root, so label(a) = min(a, b)."""
+    if edges is None or edges.num_rows == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a, b = edges.column("u").to_numpy(), edges.column("v").to_numpy()
+    node, first = np.unique(a, return_index=True)
+    return node, np.minimum(a, b)[first]

@@ -1,10 +1,18 @@
-"""The global dedup stages: exact (text hash, optional URL) and MinHash LSH fuzzy dedup."""
+"""The global dedup stages: exact (text hash, optional URL) and MinHash LSH fuzzy dedup.
+
+Both run as layers of Ray tasks (see `curate.dedup.shuffle`) over the input's blocks, which stay
+in the object store, in order, for the whole stage. Only small keyed rows travel through the
+shuffles (keys, node ids, 8-bit sketches; a document's id, score and (block, row) address); the
+texts never do: the decisions are routed back to the block and row they came from, and one task
+per block writes them. Every decision (survivor, component, verification) depends on the data
+alone, so the output is the same whatever the number of workers, blocks or partitions.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -13,18 +21,111 @@ import ray.data
 
 from curate import schema
 from curate.dedup.config import DedupConfig, ExactConfig, MinHashConfig
-from curate.dedup.minhash import SignatureBuilder, band_keys, estimated_jaccard, normalize_text
+from curate.dedup.minhash import SignatureBuilder, band_keys, sketch, sketch_jaccard
 from curate.dedup.shuffle import (
-    PART, apply_by_partition, connected_components, join_on, total, digest_strings, node_ids, partition_of, survivor_order,
+    PART, Out, connected_components, digest_strings, edge_table, labels_of, local_components, node_ids,
+    partition_of, run_layer, survivor_order, wait_all,
 )
+from curate.dedup.text import normalize_text
 from curate.pipeline.global_stage import GlobalContext, GlobalStage
 
-KEY = "_key"
+# Text bytes signed at once inside a task: bounds the shingle arrays (~50 bytes per text byte).
+_SIGN_BYTES = 8 << 20
 
 
-def _num_partitions(ds: ray.data.Dataset, ctx: GlobalContext, rows_per_partition: int) -> int:
-    rows = ds.count()  # metadata-only on a materialized dataset
-    return max(ctx.num_cpus * 2, -(-rows // rows_per_partition), 1)
+class _Blocks:
+    """The stage's input as Arrow blocks in the object store, in order, with the partition count."""
+
+    def __init__(self, ds: ray.data.Dataset, ctx: GlobalContext, rows_per_partition: int) -> None:
+        ds = ds.materialize()
+        self.refs = ds.to_arrow_refs()
+        rows = ds.count()  # metadata of a materialized dataset
+        self.num_partitions = max(ctx.num_cpus * 2, -(-rows // rows_per_partition), 1)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def scatter(self, fn: Callable, spec: tuple, *args: Any) -> list[Out]:
+        """fn(block, block_index, *args) once per block."""
+        return run_layer(fn, [[[r]] for r in self.refs], spec, [(b, *args) for b in range(len(self))])
+
+    def apply(self, updates: Out, reason: str) -> None:
+        """Write the updates (split by block) into their blocks; the blocks become the results."""
+        out = run_layer(_apply_updates, [[[r], updates.column(b)] for b, r in enumerate(self.refs)], (None,), [(reason,)] * len(self))
+        self.refs = out[0].pieces
+
+    def dataset(self) -> ray.data.Dataset:
+        return ray.data.from_arrow_refs(self.refs)
+
+
+def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> pa.Table:
+    """Rows `updates.row` get `dup_of` (and drop reason `reason`) where it is set, and
+    `minhash_cluster` where the updates carry a cluster."""
+    docs = schema.conform(docs)
+    if updates is None or updates.num_rows == 0:
+        return docs
+    pos = np.full(docs.num_rows, -1, np.int64)
+    pos[updates.column("row").to_numpy()] = np.arange(updates.num_rows)
+    take = pa.array(np.maximum(pos, 0), mask=pos < 0)
+    dup_of = updates.column("dup_of").take(take)
+    is_dup = pc.is_valid(dup_of)
+    docs = schema.set_column(docs, schema.DUP_OF, pc.if_else(is_dup, dup_of, docs.column(schema.DUP_OF)))
+    if "cluster" in updates.column_names:
+        cluster = updates.column("cluster").take(take)
+        docs = schema.set_column(docs, schema.MINHASH_CLUSTER, pc.coalesce(cluster, docs.column(schema.MINHASH_CLUSTER)))
+    return schema.mark_dropped(docs, pc.if_else(is_dup, pa.scalar(reason), pa.scalar(None, pa.string())))
+
+
+def _address(docs: pa.Table, rows: np.ndarray, blk: int) -> dict[str, Any]:
+    """id, score and (block, row) of the given rows: what survivor choice and routing back need."""
+    take = pa.array(rows)
+    return {
+        schema.ID: docs.column(schema.ID).take(take),
+        schema.WIKI_SCORE: docs.column(schema.WIKI_SCORE).take(take).cast(pa.float32())
+        if schema.WIKI_SCORE in docs.column_names else pa.nulls(rows.size, pa.float32()),
+        "blk": np.full(rows.size, blk, np.int64),
+        "row": rows.astype(np.int64),
+    }
+
+
+def _survivors(groups: pa.Array, table: pa.Table, with_cluster: bool) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """Per group (key or component) the survivor rule; returns the updates for every member (dup_of
+    null for the survivor), split by block, and the sorted positions and survivor flags."""
+    order, first = survivor_order(groups, table.column(schema.WIKI_SCORE), table.column(schema.ID))
+    is_dup = first != np.arange(order.size)
+    ids = table.column(schema.ID).take(pa.array(order))
+    cols: dict[str, Any] = {
+        "row": table.column("row").take(pa.array(order)),
+        "dup_of": pc.if_else(pa.array(is_dup), ids.take(pa.array(first)), pa.scalar(None, pa.string())),
+    }
+    if with_cluster:
+        cols["cluster"] = groups.take(pa.array(order))
+    cols[PART] = table.column("blk").take(pa.array(order))
+    return pa.table(cols), order, is_dup
+
+
+# --- exact
+
+
+def _exact_keys(docs: pa.Table, blk: int, kind: str, cfg: ExactConfig, num_partitions: int) -> pa.Table:
+    """(key, id, score, blk, row) of the active rows with a text (or URL), partitioned by key."""
+    docs = schema.conform(docs)
+    rows = np.flatnonzero(schema.active_mask(docs).to_numpy(zero_copy_only=False))
+    column = docs.column(schema.URL if kind == "url" else schema.TEXT).take(pa.array(rows))
+    values = normalize_url(column) if kind == "url" else normalize_text(column, cfg.lowercase, cfg.strip_punctuation, cfg.collapse_whitespace)
+    digests = digest_strings(values)
+    has = np.array([d is not None for d in digests], bool)
+    digests = [d for d in digests if d is not None]
+    rows = rows[has]
+    by = np.frombuffer(b"".join(d[:8] for d in digests), np.int64) if digests else np.zeros(0, np.int64)
+    return pa.table({"key": pa.array(digests, pa.binary()), **_address(docs, rows, blk), PART: partition_of(by, num_partitions)})
+
+
+def _exact_resolve(keys: pa.Table | None, num_blocks: int) -> tuple[pa.Table, int]:
+    if keys is None or keys.num_rows == 0:
+        return pa.table({"row": pa.array([], pa.int64()), "dup_of": pa.array([], pa.string()), PART: pa.array([], pa.int64())}), 0
+    updates, _, is_dup = _survivors(keys.column("key").combine_chunks(), keys, with_cluster=False)
+    return updates.filter(pa.array(is_dup)), int(is_dup.sum())
 
 
 def normalize_url(urls: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -35,238 +136,191 @@ def normalize_url(urls: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.replace_substring_regex(u, pattern=r"/+$", replacement="")
 
 
-def _resolve_groups(reason: str) -> Callable[[pa.Table], pa.Table]:
-    """Inside one partition: in each key group the survivor stays, the rest get `reason` and `dup_of`."""
-
-    def resolve(table: pa.Table) -> pa.Table:
-        active = pc.is_valid(table.column(KEY)).to_numpy(zero_copy_only=False)
-        idx = np.flatnonzero(active)
-        if idx.size > 1:
-            sub = table.take(idx)
-            order, first = survivor_order(sub.column(KEY), sub.column(schema.WIKI_SCORE), sub.column(schema.ID))
-            rows = idx[order]
-            is_dup = first != np.arange(order.size)
-            survivor_ids = table.column(schema.ID).take(rows[first]).to_numpy(zero_copy_only=False)
-            reasons = np.full(table.num_rows, None, object)
-            dup_of = np.array(table.column(schema.DUP_OF).to_pylist(), object)
-            reasons[rows[is_dup]] = reason
-            dup_of[rows[is_dup]] = survivor_ids[is_dup]
-            table = schema.set_column(table, schema.DUP_OF, pa.array(dup_of, pa.string()))
-            table = schema.mark_dropped(table, pa.array(reasons, pa.string()))
-        return schema.conform(table)
-
-    return resolve
-
-
 class ExactDedup(GlobalStage):
     """Exact duplicates by a 128-bit digest of the normalised text (and optionally the URL).
 
-    One shuffle of the rows themselves per key kind: rows are partitioned by key (inactive rows by
-    id), every partition resolves its groups, and all rows come out again.
+    Per key kind: one task per block emits (key, id, score, address) of its active rows,
+    partitioned by key; one task per partition picks each key's survivor; one task per block
+    writes `dup:exact` (or `dup:url`) and `dup_of`.
     """
 
     name: ClassVar[str] = "dedup_exact"
     reason_namespaces: ClassVar[tuple[str, ...]] = ("dup",)
 
-    def __init__(self, cfg: ExactConfig, rows_per_partition: int = 500_000) -> None:
+    def __init__(self, cfg: ExactConfig, rows_per_partition: int = 10_000) -> None:
         self.cfg = cfg
         self.rows_per_partition = rows_per_partition
 
-    def _keyed(self, kind: str, num_partitions: int) -> Callable[[pa.Table], pa.Table]:
-        cfg = self.cfg
-
-        def add_key(batch: pa.Table) -> pa.Table:
-            batch = schema.conform(batch)
-            if kind == "url":
-                values = normalize_url(batch.column(schema.URL))
-            else:
-                values = normalize_text(batch.column(schema.TEXT), cfg.lowercase, cfg.strip_punctuation, cfg.collapse_whitespace)
-            active = schema.active_mask(batch).to_numpy(zero_copy_only=False)
-            digests = digest_strings(values)
-            keys = pa.array([d if a else None for d, a in zip(digests, active)], pa.binary())
-            # the partition follows the key, so equal keys meet; inactive rows go by id
-            by = np.array([int.from_bytes(d[:8], "little", signed=True) if a and d is not None else 0 for d, a in zip(digests, active)], np.int64)
-            inactive_or_null = ~active | pc.is_null(keys).to_numpy(zero_copy_only=False)
-            by[inactive_or_null] = node_ids(batch.column(schema.ID))[inactive_or_null]
-            return batch.append_column(KEY, keys).append_column(PART, pa.array(partition_of(by, num_partitions)))
-
-        return add_key
-
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
-        num_partitions = _num_partitions(ds, ctx, self.rows_per_partition)
-        kinds = ["text"] + (["url"] if self.cfg.url else [])
-        for kind in kinds:
+        blocks = _Blocks(ds, ctx, self.rows_per_partition)
+        parts, seconds = blocks.num_partitions, {}
+        for kind in ["text"] + (["url"] if self.cfg.url else []):
             t0 = time.perf_counter()
             reason = "dup:exact" if kind == "text" else "dup:url"
-            keyed = ds.map_batches(self._keyed(kind, num_partitions), batch_format="pyarrow")
-            ds = apply_by_partition(keyed, _resolve_groups(reason), num_partitions).materialize()
-            ctx.stats[f"{kind}_seconds"] = round(time.perf_counter() - t0, 3)
-            ctx.stats[f"duplicates_{reason.split(':')[1]}"] = _count_reason(ds, reason)
-        return ds
+            (keys,) = blocks.scatter(_exact_keys, (parts,), kind, self.cfg, parts)
+            updates, counts = run_layer(_exact_resolve, [[keys.column(p)] for p in range(parts)], (len(blocks), None),
+                                        [(len(blocks),)] * parts)
+            blocks.apply(updates, reason)
+            ctx.stats[f"duplicates_{reason.split(':')[1]}"] = sum(counts.get())
+            wait_all(Out(blocks.refs))
+            seconds[kind] = round(time.perf_counter() - t0, 3)
+        ctx.stats["step_seconds"] = seconds
+        return blocks.dataset()
 
 
-def _count_reason(ds: ray.data.Dataset, reason: str) -> int:
-    def flag(batch: pa.Table) -> pa.Table:
-        return pa.table({"n": pc.equal(batch.column(schema.DROP_REASON), reason).fill_null(False).cast(pa.int64())})
+# --- MinHash
 
-    return total(ds.map_batches(flag, batch_format="pyarrow"), "n")
+
+def _sign(docs: pa.Table, blk: int, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, pa.Table]:
+    """Band rows (key, node[, sketch]) partitioned by band key, and the address rows (node, id,
+    score, blk, row) partitioned by node, of the active documents that have shingles."""
+    docs = schema.conform(docs)
+    active = np.flatnonzero(schema.active_mask(docs).to_numpy(zero_copy_only=False))
+    builder = SignatureBuilder(cfg.ngram, cfg.num_perm, cfg.seed)
+    texts = docs.column(schema.TEXT).take(pa.array(active)).combine_chunks()
+    sizes = pc.binary_length(texts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    cuts = np.searchsorted(np.cumsum(sizes), np.arange(_SIGN_BYTES, max(sizes.sum(), 1), _SIGN_BYTES), side="right")
+    sigs, keep = [], []
+    for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [active.size]])):
+        if hi > lo:  # a slice of the block at a time bounds the shingle arrays
+            sig, has = builder(texts.slice(lo, hi - lo))
+            sigs.append(sig[has])
+            keep.append(active[lo:hi][has])
+    sig = np.concatenate(sigs) if sigs else np.zeros((0, cfg.num_perm), np.uint32)
+    rows = np.concatenate(keep) if keep else np.zeros(0, np.int64)
+    node = node_ids(docs.column(schema.ID).take(pa.array(rows)))
+    keys = band_keys(sig, cfg.num_bands, cfg.rows_per_band).reshape(-1)
+    bands: dict[str, Any] = {"key": keys, "node": np.repeat(node, cfg.num_bands)}
+    if cfg.verify_jaccard is not None:
+        sk = np.repeat(sketch(sig), cfg.num_bands, axis=0)
+        bands["sketch"] = pa.FixedSizeBinaryArray.from_buffers(pa.binary(cfg.num_perm), len(keys), [None, pa.py_buffer(sk.tobytes())])
+    bands[PART] = partition_of(keys, num_partitions)
+    info = {"node": node, **_address(docs, rows, blk), PART: partition_of(node, num_partitions)}
+    return pa.table(bands), pa.table(info)
+
+
+def _sketches(col: pa.ChunkedArray | pa.Array, num_perm: int) -> np.ndarray:
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    buf = np.frombuffer(col.buffers()[1], np.uint8)
+    return buf[col.offset * num_perm : (col.offset + len(col)) * num_perm].reshape(len(col), num_perm)
+
+
+def _buckets(bands: pa.Table | None, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, dict[str, int]]:
+    """Band buckets of one partition -> candidate pairs (each member with the bucket's smallest
+    node), kept if their sketches agree enough -> this partition's components, as star edges in
+    both directions partitioned for the first large-star."""
+    if bands is None or bands.num_rows == 0:
+        e = np.zeros(0, np.int64)
+        return edge_table(e, e, num_partitions), {"candidate_pairs": 0, "verified_pairs": 0}
+    keys, nodes = bands.column("key").to_numpy(), bands.column("node").to_numpy()
+    order = np.lexsort((nodes, keys))
+    k, n = keys[order], nodes[order]
+    new = np.concatenate([[True], k[1:] != k[:-1]])
+    anchor = np.maximum.accumulate(np.where(new, np.arange(k.size), 0))
+    member = ~new & (n != n[anchor])
+    candidates = int(member.sum())
+    if cfg.verify_jaccard is not None and candidates:
+        sk = _sketches(bands.column("sketch"), cfg.num_perm)
+        pos = np.flatnonzero(member)
+        similar = sketch_jaccard(sk[order[pos]], sk[order[anchor[pos]]]) >= cfg.verify_jaccard
+        member[pos[~similar]] = False
+    u, v = local_components(n[anchor[member]], n[member])
+    return edge_table(u, v, num_partitions, both=True), {"candidate_pairs": candidates, "verified_pairs": int(member.sum())}
+
+
+def _members(edges: pa.Table | None, info: pa.Table | None, num_partitions: int) -> pa.Table:
+    """Join the converged edges (partitioned by node) with the address rows (by node): every
+    document of a component with its label, partitioned by label."""
+    node, label = labels_of(edges)
+    if info is None or node.size == 0:
+        info_nodes = np.zeros(0, np.int64)
+        info = None
+    else:
+        info_nodes = info.column("node").to_numpy()
+    order = np.argsort(info_nodes, kind="stable")
+    lo = np.searchsorted(info_nodes[order], node, side="left")
+    hi = np.searchsorted(info_nodes[order], node, side="right")
+    rows = order[np.repeat(lo, hi - lo) + (np.arange((hi - lo).sum()) - np.repeat(np.cumsum(hi - lo) - (hi - lo), hi - lo))]
+    labels = np.repeat(label, hi - lo)
+    cols: dict[str, Any] = {"label": labels}
+    if info is None:
+        cols.update({schema.ID: pa.array([], pa.string()), schema.WIKI_SCORE: pa.array([], pa.float32()),
+                     "blk": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)})
+    else:
+        picked = info.take(pa.array(rows, pa.int64()))
+        cols.update({c: picked.column(c) for c in (schema.ID, schema.WIKI_SCORE, "blk", "row")})
+    cols[PART] = partition_of(labels, num_partitions)
+    return pa.table(cols)
+
+
+def _choose(members: pa.Table | None, num_blocks: int) -> tuple[pa.Table, dict[str, Any]]:
+    """One survivor per component; updates (row, dup_of, cluster) split by block, and counters."""
+    if members is None or members.num_rows == 0:
+        empty = pa.table({"row": pa.array([], pa.int64()), "dup_of": pa.array([], pa.string()),
+                          "cluster": pa.array([], pa.int64()), PART: pa.array([], pa.int64())})
+        return empty, {"duplicates": 0, "sizes": {}}
+    labels = members.column("label").combine_chunks()
+    updates, order, is_dup = _survivors(labels, members, with_cluster=True)
+    sizes = np.diff(np.append(np.flatnonzero(~is_dup), order.size))
+    size, count = np.unique(sizes, return_counts=True)
+    return updates, {"duplicates": int(is_dup.sum()), "sizes": dict(zip(size.tolist(), count.tolist()))}
 
 
 class MinHashDedup(GlobalStage):
-    """Near duplicates by MinHash LSH: signatures -> band buckets -> candidate edges -> connected
-    components -> one survivor per component. Every step is a Ray Data map or partitioned groupby."""
+    """Near duplicates by MinHash LSH: signatures -> band buckets (verified candidate pairs, local
+    components) -> distributed connected components -> one survivor per component -> written
+    back to the blocks. Each step is one layer of Ray tasks; see the module docstring."""
 
     name: ClassVar[str] = "dedup_minhash"
     reason_namespaces: ClassVar[tuple[str, ...]] = ("dup",)
 
-    def __init__(self, cfg: MinHashConfig, rows_per_partition: int = 500_000) -> None:
+    def __init__(self, cfg: MinHashConfig, rows_per_partition: int = 10_000) -> None:
         self.cfg = cfg
         self.rows_per_partition = rows_per_partition
 
-    # -- step 1: signatures of active documents
-    def _sign(self) -> Callable[[pa.Table], pa.Table]:
-        cfg = self.cfg
-
-        def sign(batch: pa.Table) -> pa.Table:
-            batch = batch.filter(schema.active_mask(batch))
-            sig, has = SignatureBuilder(cfg.ngram, cfg.num_perm, cfg.seed)(batch.column(schema.TEXT))
-            keep = np.flatnonzero(has)  # a text without words has no shingles and no near-duplicates
-            sig = np.ascontiguousarray(sig[keep])
-            width = sig.shape[1] * 4
-            sig_col = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(keep), [None, pa.py_buffer(sig.tobytes())])
-            return pa.table({
-                "node": node_ids(batch.column(schema.ID).take(keep)),
-                schema.ID: batch.column(schema.ID).take(keep),
-                schema.WIKI_SCORE: batch.column(schema.WIKI_SCORE).take(keep),
-                "sig": sig_col,
-            })
-
-        return sign
-
-    # -- step 2: band buckets -> candidate edges (bucket's smallest node -> every other member)
-    def _bands(self, num_partitions: int) -> Callable[[pa.Table], pa.Table]:
-        cfg = self.cfg
-
-        def explode(t: pa.Table) -> pa.Table:
-            sig = _sig_matrix(t, cfg.num_perm)
-            keys = band_keys(sig, cfg.num_bands, cfg.rows_per_band).reshape(-1)
-            rows = np.repeat(np.arange(t.num_rows), cfg.num_bands)
-            cols = {KEY: keys, "node": t.column("node").to_numpy()[rows], PART: partition_of(keys, num_partitions)}
-            if cfg.verify_jaccard is not None:
-                cols["sig"] = t.column("sig").take(pa.array(rows))
-            return pa.table(cols)
-
-        return explode
-
-    def _bucket_edges(self, table: pa.Table) -> pa.Table:
-        keys, nodes = table.column(KEY).to_numpy(), table.column("node").to_numpy()
-        order = np.lexsort((nodes, keys))
-        k, n = keys[order], nodes[order]
-        new = np.concatenate([[True], k[1:] != k[:-1]]) if k.size else np.zeros(0, bool)
-        anchor_pos = np.maximum.accumulate(np.where(new, np.arange(k.size), 0)) if k.size else np.zeros(0, np.int64)
-        member = ~new & (n != n[anchor_pos])
-        if self.cfg.verify_jaccard is not None and member.any():
-            sig = _sig_matrix(table.take(order), self.cfg.num_perm)
-            j = estimated_jaccard(sig[member], sig[anchor_pos[member]])
-            member[np.flatnonzero(member)[j < self.cfg.verify_jaccard]] = False
-        return pa.table({"u": n[anchor_pos[member]], "v": n[member]})
-
-    # -- step 4: survivor per component
-    @staticmethod
-    def _choose_survivors(table: pa.Table) -> pa.Table:
-        nodes = table.column("node").to_numpy()
-        _, first_seen = np.unique(nodes, return_index=True)  # the root appears once per edge; keep one row
-        table = table.take(np.sort(first_seen))
-        order, first = survivor_order(table.column("label"), table.column(schema.WIKI_SCORE), table.column(schema.ID))
-        ids = table.column(schema.ID).take(order)
-        survivor_ids = ids.take(pa.array(first))
-        is_dup = first != np.arange(order.size)
-        return pa.table({
-            "node": table.column("node").take(order),
-            "_dup_of": pc.if_else(pa.array(is_dup), survivor_ids, pa.scalar(None, pa.string())),
-            "_cluster": table.column("label").take(order),
-            "_size": np.diff(np.concatenate([np.flatnonzero(~is_dup), [order.size]]))[np.cumsum(~is_dup) - 1],
-            "_survivor": ~is_dup,
-        })
-
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
-        cfg, timings = self.cfg, {}
-        num_partitions = _num_partitions(ds, ctx, self.rows_per_partition)
+        cfg, seconds = self.cfg, {}
+        clock = time.perf_counter()
 
-        t0 = time.perf_counter()
-        sigs = ds.map_batches(self._sign(), batch_format="pyarrow").materialize()
-        timings["signatures"] = time.perf_counter() - t0
+        def lap(name: str, *outs: Out) -> None:
+            nonlocal clock
+            wait_all(*outs)
+            now = time.perf_counter()
+            seconds[name] = round(now - clock, 3)
+            clock = now
 
-        t0 = time.perf_counter()
-        bands = sigs.map_batches(self._bands(num_partitions), batch_format="pyarrow")
-        edges = apply_by_partition(bands, self._bucket_edges, num_partitions).materialize()
-        timings["buckets"] = time.perf_counter() - t0
-        ctx.stats["candidate_edges"] = edges.count()
-        if ctx.stats["candidate_edges"] == 0:
-            # No two documents share a band bucket: nothing is a near-duplicate. (The joins
-            # below cannot take an empty, schema-less dataset.)
-            ctx.stats.update({"component_rounds": 0, "cluster_size_histogram": {}, "duplicates_minhash": 0,
-                              "seconds": {k: round(v, 3) for k, v in timings.items()}})
-            return ds.map_batches(schema.conform, batch_format="pyarrow").materialize()
+        blocks = _Blocks(ds, ctx, self.rows_per_partition)
+        lap("read")
+        parts, every = blocks.num_partitions, range(blocks.num_partitions)
+        bands, info = blocks.scatter(_sign, (parts, parts), cfg, parts)
+        lap("signatures", bands, info)
 
-        t0 = time.perf_counter()
-        labels, rounds = connected_components(edges, num_partitions, cfg.max_iterations)
-        labels = labels.materialize()
-        timings["components"] = time.perf_counter() - t0
+        edges, counts = run_layer(_buckets, [[bands.column(p)] for p in every], (parts, None), [(cfg, parts)] * parts)
+        del bands
+        lap("buckets", edges, counts)
+        for key in ("candidate_pairs", "verified_pairs"):
+            ctx.stats[key] = sum(c[key] for c in counts.get())
+
+        components, rounds = connected_components(edges, parts, cfg.max_iterations)
+        del edges
         ctx.stats["component_rounds"] = rounds
+        lap("components", components)
 
-        t0 = time.perf_counter()
-        info = sigs.select_columns(["node", schema.ID, schema.WIKI_SCORE])
-        members = join_on(labels, info, "node", "inner", num_partitions)
-        members = members.map_batches(
-            lambda t: t.append_column(PART, pa.array(partition_of(t.column("label").to_numpy(), num_partitions))),
-            batch_format="pyarrow",
-        )
-        assignment = apply_by_partition(members, self._choose_survivors, num_partitions).materialize()
-        ctx.stats["cluster_size_histogram"] = _cluster_histogram(assignment)
-        timings["survivors"] = time.perf_counter() - t0
+        (members,) = run_layer(_members, [[components.column(p), info.column(p)] for p in every], (parts,), [(parts,)] * parts)
+        updates, chosen = run_layer(_choose, [[members.column(p)] for p in every], (len(blocks), None), [(len(blocks),)] * parts)
+        del components, info, members
+        lap("survivors", updates, chosen)
+        hist: dict[int, int] = {}
+        for c in chosen.get():
+            for size, n in c["sizes"].items():
+                hist[size] = hist.get(size, 0) + n
+        ctx.stats["duplicates_minhash"] = sum(c["duplicates"] for c in chosen.get())
+        ctx.stats["cluster_size_histogram"] = {str(k): hist[k] for k in sorted(hist)}
 
-        t0 = time.perf_counter()
-        with_node = ds.map_batches(lambda t: schema.conform(t).append_column("node", pa.array(node_ids(t.column(schema.ID)))),
-                                   batch_format="pyarrow")
-        joined = join_on(with_node.materialize(), assignment, "node", "left outer", num_partitions)
-        out = joined.map_batches(_apply_assignment, batch_format="pyarrow").materialize()
-        timings["apply"] = time.perf_counter() - t0
-        ctx.stats["duplicates_minhash"] = _count_reason(out, "dup:minhash")
-        ctx.stats["seconds"] = {k: round(v, 3) for k, v in timings.items()}
-        return out
-
-
-def _sig_matrix(t: pa.Table, num_perm: int) -> np.ndarray:
-    col = t.column("sig").combine_chunks() if isinstance(t.column("sig"), pa.ChunkedArray) else t.column("sig")
-    if len(col) == 0:
-        return np.zeros((0, num_perm), np.uint32)
-    buf = col.buffers()[1]
-    return np.frombuffer(buf, dtype=np.uint32, count=(col.offset + len(col)) * num_perm)[col.offset * num_perm :].reshape(len(col), num_perm)
-
-
-def _apply_assignment(t: pa.Table) -> pa.Table:
-    active = schema.active_mask(t)
-    t = t.drop_columns([c for c in ("_size", "_survivor") if c in t.column_names])
-    dup = pc.and_(pc.is_valid(t.column("_dup_of")), active)
-    t = schema.set_column(t, schema.DUP_OF, pc.if_else(dup, t.column("_dup_of"), t.column(schema.DUP_OF)))
-    t = schema.set_column(t, schema.MINHASH_CLUSTER, pc.if_else(pc.is_valid(t.column("_cluster")), t.column("_cluster"), t.column(schema.MINHASH_CLUSTER)))
-    t = schema.mark_dropped(t, pc.if_else(dup, pa.scalar("dup:minhash"), pa.scalar(None, pa.string())))
-    return schema.conform(t)
-
-
-def _cluster_histogram(assignment: ray.data.Dataset) -> dict[str, int]:
-    """Number of components per size (members incl. the survivor); keys are strings for JSON."""
-
-    def sizes(t: pa.Table) -> pa.Table:
-        size = t.column("_size").to_numpy()[t.column("_survivor").to_numpy(zero_copy_only=False)]
-        uniq, counts = np.unique(size, return_counts=True)
-        return pa.table({"size": uniq.astype(np.int64), "n": counts.astype(np.int64)})
-
-    hist: dict[int, int] = {}
-    for r in assignment.map_batches(sizes, batch_format="pyarrow", batch_size=None).take_all():  # a few rows per block
-        hist[r["size"]] = hist.get(r["size"], 0) + r["n"]
-    return {str(k): hist[k] for k in sorted(hist)}
+        blocks.apply(updates, "dup:minhash")
+        lap("apply", Out(blocks.refs))
+        ctx.stats["step_seconds"] = seconds
+        return blocks.dataset()
 
 
 def build_stages(cfg: DedupConfig) -> list[GlobalStage]:
