@@ -7,8 +7,9 @@ prompt that takes the token from `ray get-auth-token` (stored in ~/.ray/auth_tok
 while the dashboard listens on loopback.
 
 A cluster is joined only when asked (`ray.address` or RAY_ADDRESS); otherwise the run starts
-its own embedded Ray even if `ray start` left a cluster running on this machine. Joining a
-cluster with token auth sends the local token (Ray's default places) when RAY_AUTH_MODE is unset.
+its own embedded Ray even if `ray start` left a cluster running on this machine. When
+RAY_AUTH_MODE is unset, joining a cluster that has token auth on sends the token from Ray's usual
+places (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token); one without auth gets none.
 """
 
 from __future__ import annotations
@@ -60,10 +61,11 @@ def start(cfg: RayConfig) -> Session:
         joined = True  # the caller's Ray (a notebook, the test suite): used as it is
     elif address:
         joined = True
-        if "RAY_AUTH_MODE" not in os.environ and _have_token():
-            # Ray turns token auth on by default for `ray start --head` whenever a token exists,
-            # but a driver given an explicit address never does, and is then refused. A token
-            # here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) means: send it.
+        if "RAY_AUTH_MODE" not in os.environ and _cluster_wants_token(address):
+            # `ray start --head` turns token auth on whenever a token exists on the head, but a
+            # driver given an explicit address never does, and is refused. The mode must match
+            # the cluster's (a driver in token mode on a cluster without auth hangs in Ray Data,
+            # its workers cannot call back), so it is switched on only for a cluster that asks.
             _set_auth_mode("token")
         context = ray.init(address=address, log_to_driver=False)
         url = getattr(context, "dashboard_url", None) or None
@@ -109,14 +111,24 @@ def _set_auth_mode(mode: str) -> None:
         Config.initialize("")
 
 
-def _have_token() -> bool:
-    """Whether Ray finds an auth token, wherever it looks (env, token path, ~/.ray/auth_token)."""
-    try:
-        from ray._raylet import AuthenticationTokenLoader
-
-        return bool(AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True))
-    except Exception:  # noqa: BLE001 -- older Ray without token auth
+def _cluster_wants_token(address: str, timeout_s: float = 10.0) -> bool:
+    """Whether the cluster at host:port has token auth on: its GCS, asked for the cluster id
+    without a token, refuses as unauthenticated. False when it cannot tell (`auto`, `ray://`,
+    TLS, unreachable): then ray.init reports the real problem itself."""
+    if "://" in address or ":" not in address:
         return False
+    try:
+        import grpc
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    except ImportError:  # pragma: no cover -- a Ray without these modules predates token auth
+        return False
+    with grpc.insecure_channel(address) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s)
+        except grpc.RpcError as err:
+            return err.code() == grpc.StatusCode.UNAUTHENTICATED
+    return False
 
 
 def _token_auth_enabled() -> bool:

@@ -25,6 +25,7 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never a cluster some `ray start` left running on this machine
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,

@@ -1,6 +1,7 @@
 """The Ray dashboard URL that `curate run` prints opens for the user: with token auth (the
 default) the page loads and the token from `ray get-auth-token` unlocks the API; with
-`dashboard_auth: off` on loopback no token is needed; off on a public interface is refused."""
+`dashboard_auth: off` on loopback no token is needed; off on a public interface is refused.
+Joining a cluster sends a token only to a cluster that has token auth on."""
 
 from __future__ import annotations
 
@@ -64,3 +65,38 @@ def test_printed_url_opens_with_the_token_and_without_auth_when_off():
 def test_auth_off_is_refused_on_a_public_interface():
     with pytest.raises(ValueError, match="dashboard_auth"):
         start(RayConfig(dashboard_host="0.0.0.0", dashboard_auth="off"))
+
+
+def test_joining_sends_a_token_only_to_a_cluster_that_asks_for_one():
+    """With an address and no RAY_AUTH_MODE, start() asks the cluster's GCS (without a token)
+    whether it has token auth on: a driver in token mode on a cluster without auth hangs in Ray
+    Data, one without a token on a token cluster is refused. Stand-in GCS servers here; a real
+    token cluster from `ray start` is joined in test_cli_runs."""
+    from concurrent import futures
+
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    from curate.session import _cluster_wants_token
+
+    class Gcs(gcs_service_pb2_grpc.NodeInfoGcsServiceServicer):
+        def __init__(self, token_auth: bool) -> None:
+            self.token_auth = token_auth
+
+        def GetClusterId(self, request, context):  # noqa: N802 -- the RPC's name
+            if self.token_auth:  # what Ray's server interceptor answers
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "InvalidAuthToken: Authentication token is missing")
+            return gcs_service_pb2.GetClusterIdReply()
+
+    for token_auth in (True, False):
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        gcs_service_pb2_grpc.add_NodeInfoGcsServiceServicer_to_server(Gcs(token_auth), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            assert _cluster_wants_token(f"127.0.0.1:{port}") is token_auth
+        finally:
+            server.stop(None)
+    # cannot tell: leave it to ray.init, which says what is wrong
+    assert _cluster_wants_token("127.0.0.1:1", timeout_s=2) is False
+    assert _cluster_wants_token("ray://head:10001") is False and _cluster_wants_token("auto") is False
