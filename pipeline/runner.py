@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +235,10 @@ class Runner:
     def _run_per_document(self, pending: list[InputFile], num_cpus: int) -> None:
         """Read, extract and filter every pending input into part files."""
         import ray.data
+
+        # Ray Data warns that the extraction pool sees few inputs when there are fewer WARC
+        # files than actors; each file is read as many blocks, so every actor is busy anyway.
+        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
 
         for inp in pending:  # partial leftovers of an interrupted attempt
             shutil.rmtree(self.docs_dir / inp.key, ignore_errors=True)
