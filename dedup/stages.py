@@ -29,33 +29,63 @@ from curate.dedup.shuffle import (
 from curate.dedup.text import normalize_text
 from curate.pipeline.global_stage import GlobalContext, GlobalStage
 
+# Work units: a task handles at most this many bytes (by block metadata) or rows of a block, so a
+# task's memory is bounded whatever the size of the input's blocks (Ray Data reads Parquet into
+# blocks of up to 128 MiB), and a few large blocks still spread over every core.
+_UNIT_BYTES = 8 << 20
+_UNIT_ROWS = 5_000
 # Text bytes signed at once inside a task: bounds the shingle arrays (~50 bytes per text byte).
 _SIGN_BYTES = 8 << 20
 
 
-class _Blocks:
-    """The stage's input as Arrow blocks in the object store, in order, with the partition count."""
+class _Units:
+    """The stage's input as work units (block, first row, rows) over Arrow blocks that stay in the
+    object store, in order; `apply` replaces every unit by its updated rows."""
 
     def __init__(self, ds: ray.data.Dataset, ctx: GlobalContext, rows_per_partition: int) -> None:
-        ds = ds.materialize()
-        self.refs = ds.to_arrow_refs()
-        rows = ds.count()  # metadata of a materialized dataset
+        self.units: list[tuple[ray.ObjectRef, int, int]] = []
+        rows = 0
+        for bundle in ds.materialize().iter_internal_ref_bundles():
+            slices = getattr(bundle, "slices", None) or [None] * len(bundle.block_refs)
+            for ref, meta, cut in zip(bundle.block_refs, bundle.metadata, slices):
+                lo, hi = (cut.start_offset, cut.end_offset) if cut is not None else (0, meta.num_rows)
+                n = hi - lo
+                if n <= 0:
+                    continue
+                size = (meta.size_bytes or 0) * n // max(meta.num_rows, 1)
+                k = max(1, -(-size // _UNIT_BYTES), -(-n // _UNIT_ROWS))
+                bounds = np.linspace(lo, hi, k + 1).astype(np.int64)
+                self.units += [(ref, int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+                rows += n
         self.num_partitions = max(ctx.num_cpus * 2, -(-rows // rows_per_partition), 1)
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return len(self.units)
 
     def scatter(self, fn: Callable, spec: tuple, *args: Any) -> list[Out]:
-        """fn(block, block_index, *args) once per block."""
-        return run_layer(fn, [[[r]] for r in self.refs], spec, [(b, *args) for b in range(len(self))])
+        """fn(rows of unit u, u, *args) once per unit."""
+        return run_layer(_on_rows, [[[ref]] for ref, _, _ in self.units], spec,
+                         [(fn, lo, n, u, *args) for u, (_, lo, n) in enumerate(self.units)])
 
     def apply(self, updates: Out, reason: str) -> None:
-        """Write the updates (split by block) into their blocks; the blocks become the results."""
-        out = run_layer(_apply_updates, [[[r], updates.column(b)] for b, r in enumerate(self.refs)], (None,), [(reason,)] * len(self))
-        self.refs = out[0].pieces
+        """Write the updates (split by unit) into their units' rows; the results become the units."""
+        out = run_layer(_apply_on_rows, [[[ref], updates.column(u)] for u, (ref, _, _) in enumerate(self.units)], (None,),
+                        [(lo, n, reason) for _, lo, n in self.units])
+        self.units = [(ref, 0, n) for ref, (_, _, n) in zip(out[0].pieces, self.units)]
+
+    def refs(self) -> list[ray.ObjectRef]:
+        return [ref for ref, _, _ in self.units]
 
     def dataset(self) -> ray.data.Dataset:
-        return ray.data.from_arrow_refs(self.refs)
+        return ray.data.from_arrow_refs(self.refs())
+
+
+def _on_rows(block: pa.Table, fn: Callable, lo: int, n: int, *args: Any) -> Any:
+    return fn(block.slice(lo, n), *args)
+
+
+def _apply_on_rows(block: pa.Table, updates: pa.Table | None, lo: int, n: int, reason: str) -> pa.Table:
+    return _apply_updates(block.slice(lo, n), updates, reason)
 
 
 def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> pa.Table:
@@ -152,7 +182,7 @@ class ExactDedup(GlobalStage):
         self.rows_per_partition = rows_per_partition
 
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
-        blocks = _Blocks(ds, ctx, self.rows_per_partition)
+        blocks = _Units(ds, ctx, self.rows_per_partition)
         parts, seconds = blocks.num_partitions, {}
         for kind in ["text"] + (["url"] if self.cfg.url else []):
             t0 = time.perf_counter()
@@ -162,7 +192,7 @@ class ExactDedup(GlobalStage):
                                         [(len(blocks),)] * parts)
             blocks.apply(updates, reason)
             ctx.stats[f"duplicates_{reason.split(':')[1]}"] = sum(counts.get())
-            wait_all(Out(blocks.refs))
+            wait_all(Out(blocks.refs()))
             seconds[kind] = round(time.perf_counter() - t0, 3)
         ctx.stats["step_seconds"] = seconds
         return blocks.dataset()
@@ -289,7 +319,7 @@ class MinHashDedup(GlobalStage):
             seconds[name] = round(now - clock, 3)
             clock = now
 
-        blocks = _Blocks(ds, ctx, self.rows_per_partition)
+        blocks = _Units(ds, ctx, self.rows_per_partition)
         lap("read")
         parts, every = blocks.num_partitions, range(blocks.num_partitions)
         bands, info = blocks.scatter(_sign, (parts, parts), cfg, parts)
@@ -318,7 +348,7 @@ class MinHashDedup(GlobalStage):
         ctx.stats["cluster_size_histogram"] = {str(k): hist[k] for k in sorted(hist)}
 
         blocks.apply(updates, "dup:minhash")
-        lap("apply", Out(blocks.refs))
+        lap("apply", Out(blocks.refs()))
         ctx.stats["step_seconds"] = seconds
         return blocks.dataset()
 
