@@ -1,10 +1,10 @@
 """The global dedup stages: exact (text hash, optional URL) and MinHash LSH fuzzy dedup.
 
-Both run as layers of Ray tasks (see `curate.dedup.shuffle`) over the input's blocks, which stay
-in the object store, in order, for the whole stage. Only small keyed rows travel through the
-shuffles (keys, node ids, 8-bit sketches; a document's id, score and (block, row) address); the
-texts never do: the decisions are routed back to the block and row they came from, and one task
-per block writes them. Every decision (survivor, component, verification) depends on the data
+Both run as layers of Ray tasks (see `curate.dedup.shuffle`) over work units (row ranges) of the
+input's blocks, which stay in the object store, in order, for the whole stage. Only small keyed
+rows travel through the shuffles (keys, node ids, 8-bit sketches; a document's id, score and
+(unit, row) address); the texts never do: the decisions are routed back to the unit and row they
+came from, and one task per unit writes them. Every decision (survivor, component, verification) depends on the data
 alone, so the output is the same whatever the number of workers, blocks or partitions.
 """
 
@@ -34,8 +34,8 @@ from curate.pipeline.global_stage import GlobalContext, GlobalStage
 # blocks of up to 128 MiB), and a few large blocks still spread over every core.
 _UNIT_BYTES = 8 << 20
 _UNIT_ROWS = 5_000
-# Text bytes signed at once inside a task: bounds the shingle arrays (~50 bytes per text byte).
-_SIGN_BYTES = 8 << 20
+# Text bytes signed at once inside a task: bounds the shingle arrays (~40 bytes per text byte).
+_SIGN_BYTES = 2 << 20
 
 
 class _Units:
@@ -106,21 +106,21 @@ def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> pa.
     return schema.mark_dropped(docs, pc.if_else(is_dup, pa.scalar(reason), pa.scalar(None, pa.string())))
 
 
-def _address(docs: pa.Table, rows: np.ndarray, blk: int) -> dict[str, Any]:
-    """id, score and (block, row) of the given rows: what survivor choice and routing back need."""
+def _address(docs: pa.Table, rows: np.ndarray, unit: int) -> dict[str, Any]:
+    """id, score and (unit, row) of the given rows: what survivor choice and routing back need."""
     take = pa.array(rows)
     return {
         schema.ID: docs.column(schema.ID).take(take),
         schema.WIKI_SCORE: docs.column(schema.WIKI_SCORE).take(take).cast(pa.float32())
         if schema.WIKI_SCORE in docs.column_names else pa.nulls(rows.size, pa.float32()),
-        "blk": np.full(rows.size, blk, np.int64),
+        "unit": np.full(rows.size, unit, np.int64),
         "row": rows.astype(np.int64),
     }
 
 
 def _survivors(groups: pa.Array, table: pa.Table, with_cluster: bool) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """Per group (key or component) the survivor rule; returns the updates for every member (dup_of
-    null for the survivor), split by block, and the sorted positions and survivor flags."""
+    null for the survivor), split by unit, and the sorted positions and survivor flags."""
     order, first = survivor_order(groups, table.column(schema.WIKI_SCORE), table.column(schema.ID))
     is_dup = first != np.arange(order.size)
     ids = table.column(schema.ID).take(pa.array(order))
@@ -130,15 +130,15 @@ def _survivors(groups: pa.Array, table: pa.Table, with_cluster: bool) -> tuple[p
     }
     if with_cluster:
         cols["cluster"] = groups.take(pa.array(order))
-    cols[PART] = table.column("blk").take(pa.array(order))
+    cols[PART] = table.column("unit").take(pa.array(order))
     return pa.table(cols), order, is_dup
 
 
 # --- exact
 
 
-def _exact_keys(docs: pa.Table, blk: int, kind: str, cfg: ExactConfig, num_partitions: int) -> pa.Table:
-    """(key, id, score, blk, row) of the active rows with a text (or URL), partitioned by key."""
+def _exact_keys(docs: pa.Table, unit: int, kind: str, cfg: ExactConfig, num_partitions: int) -> pa.Table:
+    """(key, id, score, unit, row) of the active rows with a text (or URL), partitioned by key."""
     docs = schema.conform(docs)
     rows = np.flatnonzero(schema.active_mask(docs).to_numpy(zero_copy_only=False))
     column = docs.column(schema.URL if kind == "url" else schema.TEXT).take(pa.array(rows))
@@ -148,10 +148,10 @@ def _exact_keys(docs: pa.Table, blk: int, kind: str, cfg: ExactConfig, num_parti
     digests = [d for d in digests if d is not None]
     rows = rows[has]
     by = np.frombuffer(b"".join(d[:8] for d in digests), np.int64) if digests else np.zeros(0, np.int64)
-    return pa.table({"key": pa.array(digests, pa.binary()), **_address(docs, rows, blk), PART: partition_of(by, num_partitions)})
+    return pa.table({"key": pa.array(digests, pa.binary()), **_address(docs, rows, unit), PART: partition_of(by, num_partitions)})
 
 
-def _exact_resolve(keys: pa.Table | None, num_blocks: int) -> tuple[pa.Table, int]:
+def _exact_resolve(keys: pa.Table | None, num_units: int) -> tuple[pa.Table, int]:
     if keys is None or keys.num_rows == 0:
         return pa.table({"row": pa.array([], pa.int64()), "dup_of": pa.array([], pa.string()), PART: pa.array([], pa.int64())}), 0
     updates, _, is_dup = _survivors(keys.column("key").combine_chunks(), keys, with_cluster=False)
@@ -169,8 +169,8 @@ def normalize_url(urls: pa.Array | pa.ChunkedArray) -> pa.Array:
 class ExactDedup(GlobalStage):
     """Exact duplicates by a 128-bit digest of the normalised text (and optionally the URL).
 
-    Per key kind: one task per block emits (key, id, score, address) of its active rows,
-    partitioned by key; one task per partition picks each key's survivor; one task per block
+    Per key kind: one task per unit emits (key, id, score, address) of its active rows,
+    partitioned by key; one task per partition picks each key's survivor; one task per unit
     writes `dup:exact` (or `dup:url`) and `dup_of`.
     """
 
@@ -182,28 +182,28 @@ class ExactDedup(GlobalStage):
         self.rows_per_partition = rows_per_partition
 
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
-        blocks = _Units(ds, ctx, self.rows_per_partition)
-        parts, seconds = blocks.num_partitions, {}
+        units = _Units(ds, ctx, self.rows_per_partition)
+        parts, seconds = units.num_partitions, {}
         for kind in ["text"] + (["url"] if self.cfg.url else []):
             t0 = time.perf_counter()
             reason = "dup:exact" if kind == "text" else "dup:url"
-            (keys,) = blocks.scatter(_exact_keys, (parts,), kind, self.cfg, parts)
-            updates, counts = run_layer(_exact_resolve, [[keys.column(p)] for p in range(parts)], (len(blocks), None),
-                                        [(len(blocks),)] * parts)
-            blocks.apply(updates, reason)
+            (keys,) = units.scatter(_exact_keys, (parts,), kind, self.cfg, parts)
+            updates, counts = run_layer(_exact_resolve, [[keys.column(p)] for p in range(parts)], (len(units), None),
+                                        [(len(units),)] * parts)
+            units.apply(updates, reason)
             ctx.stats[f"duplicates_{reason.split(':')[1]}"] = sum(counts.get())
-            wait_all(Out(blocks.refs()))
+            wait_all(Out(units.refs()))
             seconds[kind] = round(time.perf_counter() - t0, 3)
         ctx.stats["step_seconds"] = seconds
-        return blocks.dataset()
+        return units.dataset()
 
 
 # --- MinHash
 
 
-def _sign(docs: pa.Table, blk: int, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, pa.Table]:
+def _sign(docs: pa.Table, unit: int, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, pa.Table]:
     """Band rows (key, node[, sketch]) partitioned by band key, and the address rows (node, id,
-    score, blk, row) partitioned by node, of the active documents that have shingles."""
+    score, unit, row) partitioned by node, of the active documents that have shingles."""
     docs = schema.conform(docs)
     active = np.flatnonzero(schema.active_mask(docs).to_numpy(zero_copy_only=False))
     builder = SignatureBuilder(cfg.ngram, cfg.num_perm, cfg.seed)
@@ -225,7 +225,7 @@ def _sign(docs: pa.Table, blk: int, cfg: MinHashConfig, num_partitions: int) -> 
         sk = np.repeat(sketch(sig), cfg.num_bands, axis=0)
         bands["sketch"] = pa.FixedSizeBinaryArray.from_buffers(pa.binary(cfg.num_perm), len(keys), [None, pa.py_buffer(sk.tobytes())])
     bands[PART] = partition_of(keys, num_partitions)
-    info = {"node": node, **_address(docs, rows, blk), PART: partition_of(node, num_partitions)}
+    info = {"node": node, **_address(docs, rows, unit), PART: partition_of(node, num_partitions)}
     return pa.table(bands), pa.table(info)
 
 
@@ -275,16 +275,16 @@ def _members(edges: pa.Table | None, info: pa.Table | None, num_partitions: int)
     cols: dict[str, Any] = {"label": labels}
     if info is None:
         cols.update({schema.ID: pa.array([], pa.string()), schema.WIKI_SCORE: pa.array([], pa.float32()),
-                     "blk": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)})
+                     "unit": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)})
     else:
         picked = info.take(pa.array(rows, pa.int64()))
-        cols.update({c: picked.column(c) for c in (schema.ID, schema.WIKI_SCORE, "blk", "row")})
+        cols.update({c: picked.column(c) for c in (schema.ID, schema.WIKI_SCORE, "unit", "row")})
     cols[PART] = partition_of(labels, num_partitions)
     return pa.table(cols)
 
 
-def _choose(members: pa.Table | None, num_blocks: int) -> tuple[pa.Table, dict[str, Any]]:
-    """One survivor per component; updates (row, dup_of, cluster) split by block, and counters."""
+def _choose(members: pa.Table | None, num_units: int) -> tuple[pa.Table, dict[str, Any]]:
+    """One survivor per component; updates (row, dup_of, cluster) split by unit, and counters."""
     if members is None or members.num_rows == 0:
         empty = pa.table({"row": pa.array([], pa.int64()), "dup_of": pa.array([], pa.string()),
                           "cluster": pa.array([], pa.int64()), PART: pa.array([], pa.int64())})
@@ -299,7 +299,7 @@ def _choose(members: pa.Table | None, num_blocks: int) -> tuple[pa.Table, dict[s
 class MinHashDedup(GlobalStage):
     """Near duplicates by MinHash LSH: signatures -> band buckets (verified candidate pairs, local
     components) -> distributed connected components -> one survivor per component -> written
-    back to the blocks. Each step is one layer of Ray tasks; see the module docstring."""
+    back to the units. Each step is one layer of Ray tasks; see the module docstring."""
 
     name: ClassVar[str] = "dedup_minhash"
     reason_namespaces: ClassVar[tuple[str, ...]] = ("dup",)
@@ -319,10 +319,10 @@ class MinHashDedup(GlobalStage):
             seconds[name] = round(now - clock, 3)
             clock = now
 
-        blocks = _Units(ds, ctx, self.rows_per_partition)
+        units = _Units(ds, ctx, self.rows_per_partition)
         lap("read")
-        parts, every = blocks.num_partitions, range(blocks.num_partitions)
-        bands, info = blocks.scatter(_sign, (parts, parts), cfg, parts)
+        parts, every = units.num_partitions, range(units.num_partitions)
+        bands, info = units.scatter(_sign, (parts, parts), cfg, parts)
         lap("signatures", bands, info)
 
         edges, counts = run_layer(_buckets, [[bands.column(p)] for p in every], (parts, None), [(cfg, parts)] * parts)
@@ -337,7 +337,7 @@ class MinHashDedup(GlobalStage):
         lap("components", components)
 
         (members,) = run_layer(_members, [[components.column(p), info.column(p)] for p in every], (parts,), [(parts,)] * parts)
-        updates, chosen = run_layer(_choose, [[members.column(p)] for p in every], (len(blocks), None), [(len(blocks),)] * parts)
+        updates, chosen = run_layer(_choose, [[members.column(p)] for p in every], (len(units), None), [(len(units),)] * parts)
         del components, info, members
         lap("survivors", updates, chosen)
         hist: dict[int, int] = {}
@@ -347,10 +347,10 @@ class MinHashDedup(GlobalStage):
         ctx.stats["duplicates_minhash"] = sum(c["duplicates"] for c in chosen.get())
         ctx.stats["cluster_size_histogram"] = {str(k): hist[k] for k in sorted(hist)}
 
-        blocks.apply(updates, "dup:minhash")
-        lap("apply", Out(blocks.refs()))
+        units.apply(updates, "dup:minhash")
+        lap("apply", Out(units.refs()))
         ctx.stats["step_seconds"] = seconds
-        return blocks.dataset()
+        return units.dataset()
 
 
 def build_stages(cfg: DedupConfig) -> list[GlobalStage]:

@@ -84,7 +84,8 @@ _WORD_POWERS = _Powers(_WORD_BASE)
 
 
 def _windows(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, powers: _Powers) -> np.ndarray:
-    """sum_{t < len} values[s + t] * base^t for every window (s, len), from one prefix sum."""
+    """sum_{t < len} values[s + t] * base^t for every window (s, len), from one prefix sum
+    (values of any unsigned type: the product is taken in uint64 without a uint64 copy)."""
     up, down = powers.get(values.size + 1)
     prefix = np.empty(values.size + 1, _U64)
     prefix[0] = 0
@@ -114,7 +115,7 @@ def hash_strings(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """64-bit hash of every string of an Arrow string array (null = empty), from its bytes alone."""
     data, offsets = _string_bytes(strings)
     lengths = np.diff(offsets)
-    poly = _windows(data.astype(_U64), offsets[:-1], lengths, _BYTE_POWERS)
+    poly = _windows(data, offsets[:-1], lengths, _BYTE_POWERS)
     return fmix64(poly + lengths.astype(_U64) * _WORD_BASE)
 
 
@@ -142,7 +143,7 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray, ngram: int) -> tuple[np.nd
     words; a text without words gives none.
     """
     data, starts, lengths, counts = word_spans(texts)
-    poly = _windows(data.astype(_U64), starts, lengths, _BYTE_POWERS)
+    poly = _windows(data, starts, lengths, _BYTE_POWERS)
     words = fmix64(poly + lengths.astype(_U64) * _WORD_BASE)
     # shingle k of a document starts at its word k: ngram words, or all of them when it is shorter
     per_doc = np.where(counts >= ngram, counts - ngram + 1, np.minimum(counts, 1))

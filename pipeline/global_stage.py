@@ -4,7 +4,8 @@ A global stage sees the whole run at once: it takes the materialized output of t
 per-document stages (or of the previous global stage) as a `ray.data.Dataset` with
 `curate.schema.DOC_SCHEMA` and returns a Dataset with the same rows and schema, with
 `drop_reason` / `dup_of` / score columns updated. It must work through Ray's
-shuffle/groupby/join and never collect all rows on the driver. The runner materializes each
+shuffle/groupby/join (Ray Data's, or keyed all-to-all layers of Ray tasks over the object store
+as the dedup stages do) and never collect all rows on the driver. The runner materializes each
 global stage's output under `<output>/work/global/<name>/` with a completion marker, so a rerun
 skips finished global stages.
 """

@@ -75,7 +75,8 @@ def test_shingles_are_the_word_5_grams_python_would_make(shared_data):
         for g in grams:
             assert doc[k] == i and seen.setdefault(g, int(hashes[k])) == int(hashes[k])
             k += 1
-    assert len(set(seen.values())) >= len(seen) - 2  # 32-bit hashes: ~n^2/2^33 collisions expected
+    collisions = len(seen) - len(set(seen.values()))
+    assert collisions <= 3 * len(seen) ** 2 / 2**33 + 3  # 32-bit hashes: ~n^2/2^33 pairs collide by chance
     assert texts.to_pylist()[-1] == "a b c"
 
 
