@@ -142,7 +142,8 @@ def curate_fuzzy(files: list[str], num_cpus: int) -> tuple[float, dict]:
     from curate.dedup.stages import MinHashDedup
     from curate.pipeline.global_stage import GlobalContext
 
-    ctx = GlobalContext(work_dir=Path(tempfile.mkdtemp()), num_cpus=num_cpus)
+    # as the runner does: the dataset is a read of these files, and the stage is told so
+    ctx = GlobalContext(work_dir=Path(tempfile.mkdtemp()), num_cpus=num_cpus, input_files=files)
 
     def run() -> None:
         out = MinHashDedup(MinHashConfig()).run(ray.data.read_parquet(files), ctx)

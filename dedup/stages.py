@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
 import ray.data
 
 from curate import schema
@@ -44,20 +46,29 @@ class _Units:
 
     def __init__(self, ds: ray.data.Dataset, ctx: GlobalContext, rows_per_partition: int) -> None:
         self.units: list[tuple[ray.ObjectRef, int, int]] = []
-        rows = 0
-        for bundle in ds.materialize().iter_internal_ref_bundles():
-            slices = getattr(bundle, "slices", None) or [None] * len(bundle.block_refs)
-            for ref, meta, cut in zip(bundle.block_refs, bundle.metadata, slices):
-                lo, hi = (cut.start_offset, cut.end_offset) if cut is not None else (0, meta.num_rows)
-                n = hi - lo
-                if n <= 0:
-                    continue
-                size = (meta.size_bytes or 0) * n // max(meta.num_rows, 1)
-                k = max(1, -(-size // _UNIT_BYTES), -(-n // _UNIT_ROWS))
-                bounds = np.linspace(lo, hi, k + 1).astype(np.int64)
-                self.units += [(ref, int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-                rows += n
-        self.num_partitions = max(ctx.num_cpus * 2, -(-rows // rows_per_partition), 1)
+        self.rows = 0
+        if ctx.input_files:  # one read task per row group, no Ray Data execution (its fixed cost is seconds)
+            for path in ctx.input_files:
+                meta = pq.ParquetFile(path).metadata
+                for g in range(meta.num_row_groups):
+                    group = meta.row_group(g)
+                    self._add(_read_row_group.remote(path, g), 0, group.num_rows, group.total_byte_size)
+        else:
+            for bundle in ds.materialize().iter_internal_ref_bundles():
+                slices = getattr(bundle, "slices", None) or [None] * len(bundle.block_refs)
+                for ref, meta, cut in zip(bundle.block_refs, bundle.metadata, slices):
+                    lo, hi = (cut.start_offset, cut.end_offset) if cut is not None else (0, meta.num_rows)
+                    self._add(ref, lo, hi - lo, (meta.size_bytes or 0) * (hi - lo) // max(meta.num_rows, 1))
+        self.num_partitions = max(ctx.num_cpus * 2, -(-self.rows // rows_per_partition), 1)
+
+    def _add(self, ref: ray.ObjectRef, lo: int, n: int, size: int) -> None:
+        """Rows lo..lo+n of block `ref` (`size` bytes), as units of bounded size."""
+        if n <= 0:
+            return
+        k = max(1, -(-size // _UNIT_BYTES), -(-n // _UNIT_ROWS))
+        bounds = np.linspace(lo, lo + n, k + 1).astype(np.int64)
+        self.units += [(ref, int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        self.rows += n
 
     def __len__(self) -> int:
         return len(self.units)
@@ -78,6 +89,11 @@ class _Units:
 
     def dataset(self) -> ray.data.Dataset:
         return ray.data.from_arrow_refs(self.refs())
+
+
+@ray.remote
+def _read_row_group(path: str, group: int) -> pa.Table:
+    return schema.conform(pq.ParquetFile(path).read_row_group(group))
 
 
 def _on_rows(block: pa.Table, fn: Callable, lo: int, n: int, *args: Any) -> Any:

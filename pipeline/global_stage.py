@@ -27,6 +27,9 @@ class GlobalContext:
 
     work_dir: Path  # a folder private to this stage for intermediate files
     num_cpus: int  # CPUs in the Ray cluster, for choosing partition counts
+    # The Parquet files the input dataset is exactly a read of (DOC_SCHEMA), when it is: a stage may
+    # read them in its own tasks instead of through Ray Data's reader.
+    input_files: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)  # the stage writes its own counters here
 
 

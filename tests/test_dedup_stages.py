@@ -50,15 +50,19 @@ def corpus(shared_data) -> pa.Table:
     return schema.from_rows(rows)
 
 
-def _run(ray_session, table: pa.Table, cfg: DedupConfig, blocks: int, num_cpus: int) -> tuple[pa.Table, list[dict]]:
+def _run(ray_session, table: pa.Table, cfg: DedupConfig, blocks: int, num_cpus: int,
+         files: list[str] | None = None) -> tuple[pa.Table, list[dict]]:
+    """Run the stages on `table` (as `blocks` blocks), or, as the runner does, on a read of the
+    Parquet `files` holding it, with the stages told the files."""
     import ray.data
 
-    ds = ray.data.from_arrow(table).repartition(blocks).materialize()
+    ds = ray.data.read_parquet(files, schema=schema.DOC_SCHEMA) if files else ray.data.from_arrow(table).repartition(blocks).materialize()
     stats = []
     for stage in build_global_stages(cfg):
-        ctx = GlobalContext(work_dir=Path(tempfile.mkdtemp()), num_cpus=num_cpus)
+        ctx = GlobalContext(work_dir=Path(tempfile.mkdtemp()), num_cpus=num_cpus, input_files=files or [])
         ds = stage.run(ds, ctx)
         stats.append(ctx.stats)
+        files = None  # later stages read the previous stage's output
     out = pa.concat_tables(ray.get(ds.to_arrow_refs()))
     return out.sort_by("id"), stats
 
@@ -128,13 +132,19 @@ pq.write_table(pa.concat_tables(ray.get(ds.to_arrow_refs())).sort_by("id"), sys.
 
 def test_same_result_with_one_or_many_workers_and_on_rerun(ray_session, corpus, result, tmp_path):
     """A Ray of 1 CPU (1 worker: a separate cluster), this suite's 2-CPU Ray with other block,
-    partition counts and row order, and a rerun: the same rows, decisions and clusters."""
+    partition counts and row order, a rerun, and a read of Parquet files with small row groups
+    (the stage reads them itself): the same rows, decisions and clusters."""
     pq.write_table(corpus, tmp_path / "in.parquet")
     proc = subprocess.Popen([sys.executable, "-c", _ONE_WORKER, str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # runs while this suite's Ray works
     many, _ = _run(ray_session, corpus.take(np.random.default_rng(0).permutation(corpus.num_rows)), DedupConfig(), blocks=7, num_cpus=4)
     again, _ = _run(ray_session, corpus, DedupConfig(), blocks=5, num_cpus=2)
-    assert many.equals(result[0]) and again.equals(result[0])
+    paths = []
+    for k, rows in enumerate(np.array_split(np.arange(corpus.num_rows), 2)):  # the runner's way in: Parquet files
+        pq.write_table(corpus.take(rows), tmp_path / f"part-{k}.parquet", row_group_size=17)
+        paths.append(str(tmp_path / f"part-{k}.parquet"))
+    from_files, _ = _run(ray_session, corpus, DedupConfig(), blocks=0, num_cpus=2, files=paths)
+    assert many.equals(result[0]) and again.equals(result[0]) and from_files.equals(result[0])
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert pq.read_table(tmp_path / "out.parquet").equals(result[0])
