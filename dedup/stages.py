@@ -36,6 +36,9 @@ from curate.pipeline.global_stage import GlobalContext, GlobalStage
 # blocks of up to 128 MiB), and a few large blocks still spread over every core.
 _UNIT_BYTES = 8 << 20
 _UNIT_ROWS = 5_000
+# Decisions travel back to groups of units: this many per partition, and at least _MIN_GROUPS.
+_GROUPS_PER_PARTITION = 4
+_MIN_GROUPS = 64
 # Text bytes signed at once inside a task: bounds the shingle arrays (~40 bytes per text byte).
 _SIGN_BYTES = 2 << 20
 
@@ -73,15 +76,25 @@ class _Units:
     def __len__(self) -> int:
         return len(self.units)
 
+    @property
+    def num_groups(self) -> int:
+        """Updates travel to groups of consecutive units, so a routing layer makes partitions x
+        groups objects, not partitions x units (which a large run would make millions)."""
+        return min(len(self.units), max(_GROUPS_PER_PARTITION * self.num_partitions, _MIN_GROUPS))
+
+    def group_of(self) -> np.ndarray:
+        return (np.arange(len(self.units)) * self.num_groups // max(len(self.units), 1)).astype(np.int64)
+
     def scatter(self, fn: Callable, spec: tuple, *args: Any) -> list[Out]:
         """fn(rows of unit u, u, *args) once per unit."""
         return run_layer(_on_rows, [[[ref]] for ref, _, _ in self.units], spec,
                          [(fn, lo, n, u, *args) for u, (_, lo, n) in enumerate(self.units)])
 
     def apply(self, updates: Out, reason: str) -> None:
-        """Write the updates (split by unit) into their units' rows; the results become the units."""
-        out = run_layer(_apply_on_rows, [[[ref], updates.column(u)] for u, (ref, _, _) in enumerate(self.units)], (None,),
-                        [(lo, n, reason) for _, lo, n in self.units])
+        """Write the updates (split by unit group) into their units' rows; the results become the units."""
+        group = self.group_of()
+        out = run_layer(_apply_on_rows, [[[ref], updates.column(group[u])] for u, (ref, _, _) in enumerate(self.units)], (None,),
+                        [(u, lo, n, reason) for u, (_, lo, n) in enumerate(self.units)])
         self.units = [(ref, 0, n) for ref, (_, _, n) in zip(out[0].pieces, self.units)]
 
     def refs(self) -> list[ray.ObjectRef]:
@@ -100,7 +113,9 @@ def _on_rows(block: pa.Table, fn: Callable, lo: int, n: int, *args: Any) -> Any:
     return fn(block.slice(lo, n), *args)
 
 
-def _apply_on_rows(block: pa.Table, updates: pa.Table | None, lo: int, n: int, reason: str) -> pa.Table:
+def _apply_on_rows(block: pa.Table, updates: pa.Table | None, unit: int, lo: int, n: int, reason: str) -> pa.Table:
+    if updates is not None:  # the updates of the unit's group: keep this unit's
+        updates = updates.filter(pc.equal(updates.column("unit"), unit))
     return _apply_updates(block.slice(lo, n), updates, reason)
 
 
@@ -134,9 +149,9 @@ def _address(docs: pa.Table, rows: np.ndarray, unit: int) -> dict[str, Any]:
     }
 
 
-def _survivors(groups: pa.Array, table: pa.Table, with_cluster: bool) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+def _survivors(groups: pa.Array, table: pa.Table, with_cluster: bool, group_of_unit: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """Per group (key or component) the survivor rule; returns the updates for every member (dup_of
-    null for the survivor), split by unit, and the sorted positions and survivor flags."""
+    null for the survivor), split by unit group, and the sorted positions and survivor flags."""
     order, first = survivor_order(groups, table.column(schema.WIKI_SCORE), table.column(schema.ID))
     is_dup = first != np.arange(order.size)
     ids = table.column(schema.ID).take(pa.array(order))
@@ -146,7 +161,8 @@ def _survivors(groups: pa.Array, table: pa.Table, with_cluster: bool) -> tuple[p
     }
     if with_cluster:
         cols["cluster"] = groups.take(pa.array(order))
-    cols[PART] = table.column("unit").take(pa.array(order))
+    cols["unit"] = table.column("unit").take(pa.array(order)).to_numpy()
+    cols[PART] = group_of_unit[cols["unit"]]
     return pa.table(cols), order, is_dup
 
 
@@ -167,10 +183,11 @@ def _exact_keys(docs: pa.Table, unit: int, kind: str, cfg: ExactConfig, num_part
     return pa.table({"key": pa.array(digests, pa.binary()), **_address(docs, rows, unit), PART: partition_of(by, num_partitions)})
 
 
-def _exact_resolve(keys: pa.Table | None, num_units: int) -> tuple[pa.Table, int]:
+def _exact_resolve(keys: pa.Table | None, group_of_unit: np.ndarray) -> tuple[pa.Table, int]:
     if keys is None or keys.num_rows == 0:
-        return pa.table({"row": pa.array([], pa.int64()), "dup_of": pa.array([], pa.string()), PART: pa.array([], pa.int64())}), 0
-    updates, _, is_dup = _survivors(keys.column("key").combine_chunks(), keys, with_cluster=False)
+        return pa.table({"row": pa.array([], pa.int64()), "dup_of": pa.array([], pa.string()), "unit": pa.array([], pa.int64()),
+                         PART: pa.array([], pa.int64())}), 0
+    updates, _, is_dup = _survivors(keys.column("key").combine_chunks(), keys, False, group_of_unit)
     return updates.filter(pa.array(is_dup)), int(is_dup.sum())
 
 
@@ -204,8 +221,8 @@ class ExactDedup(GlobalStage):
             t0 = time.perf_counter()
             reason = "dup:exact" if kind == "text" else "dup:url"
             (keys,) = units.scatter(_exact_keys, (parts,), kind, self.cfg, parts)
-            updates, counts = run_layer(_exact_resolve, [[keys.column(p)] for p in range(parts)], (len(units), None),
-                                        [(len(units),)] * parts)
+            updates, counts = run_layer(_exact_resolve, [[keys.column(p)] for p in range(parts)], (units.num_groups, None),
+                                        [(units.group_of(),)] * parts)
             units.apply(updates, reason)
             ctx.stats[f"duplicates_{reason.split(':')[1]}"] = sum(counts.get())
             wait_all(Out(units.refs()))
@@ -299,14 +316,14 @@ def _members(edges: pa.Table | None, info: pa.Table | None, num_partitions: int)
     return pa.table(cols)
 
 
-def _choose(members: pa.Table | None, num_units: int) -> tuple[pa.Table, dict[str, Any]]:
-    """One survivor per component; updates (row, dup_of, cluster) split by unit, and counters."""
+def _choose(members: pa.Table | None, group_of_unit: np.ndarray) -> tuple[pa.Table, dict[str, Any]]:
+    """One survivor per component; updates (row, dup_of, cluster, unit) split by unit group, and counters."""
     if members is None or members.num_rows == 0:
         empty = pa.table({"row": pa.array([], pa.int64()), "dup_of": pa.array([], pa.string()),
-                          "cluster": pa.array([], pa.int64()), PART: pa.array([], pa.int64())})
+                          "cluster": pa.array([], pa.int64()), "unit": pa.array([], pa.int64()), PART: pa.array([], pa.int64())})
         return empty, {"duplicates": 0, "sizes": {}}
     labels = members.column("label").combine_chunks()
-    updates, order, is_dup = _survivors(labels, members, with_cluster=True)
+    updates, order, is_dup = _survivors(labels, members, True, group_of_unit)
     sizes = np.diff(np.append(np.flatnonzero(~is_dup), order.size))
     size, count = np.unique(sizes, return_counts=True)
     return updates, {"duplicates": int(is_dup.sum()), "sizes": dict(zip(size.tolist(), count.tolist()))}
@@ -353,7 +370,8 @@ class MinHashDedup(GlobalStage):
         lap("components", components)
 
         (members,) = run_layer(_members, [[components.column(p), info.column(p)] for p in every], (parts,), [(parts,)] * parts)
-        updates, chosen = run_layer(_choose, [[members.column(p)] for p in every], (len(units), None), [(len(units),)] * parts)
+        updates, chosen = run_layer(_choose, [[members.column(p)] for p in every], (units.num_groups, None),
+                                    [(units.group_of(),)] * parts)
         del components, info, members
         lap("survivors", updates, chosen)
         hist: dict[int, int] = {}

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 from curate import schema
 from curate.dedup import DedupConfig, build_global_stages
 from curate.dedup.shuffle import Out, connected_components, edge_table, labels_of, local_components, split_by_part
+from curate.dedup import stages
 from curate.dedup.stages import ExactDedup, MinHashDedup
 from curate.pipeline.global_stage import GlobalContext
 
@@ -137,7 +137,12 @@ def test_same_result_with_one_or_many_workers_and_on_rerun(ray_session, corpus, 
     pq.write_table(corpus, tmp_path / "in.parquet")
     proc = subprocess.Popen([sys.executable, "-c", _ONE_WORKER, str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # runs while this suite's Ray works
-    many, _ = _run(ray_session, corpus.take(np.random.default_rng(0).permutation(corpus.num_rows)), DedupConfig(), blocks=7, num_cpus=4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stages, "_UNIT_ROWS", 5)  # 14 units of <= 5 rows routed back through 4 unit groups
+        mp.setattr(stages, "_GROUPS_PER_PARTITION", 0)
+        mp.setattr(stages, "_MIN_GROUPS", 4)
+        many, _ = _run(ray_session, corpus.take(np.random.default_rng(0).permutation(corpus.num_rows)), DedupConfig(), blocks=7,
+                       num_cpus=4)
     again, _ = _run(ray_session, corpus, DedupConfig(), blocks=5, num_cpus=2)
     paths = []
     for k, rows in enumerate(np.array_split(np.arange(corpus.num_rows), 2)):  # the runner's way in: Parquet files
