@@ -236,10 +236,6 @@ class Runner:
         """Read, extract and filter every pending input into part files."""
         import ray.data
 
-        # Ray Data warns that the extraction pool sees few inputs when there are fewer WARC
-        # files than actors; each file is read as many blocks, so every actor is busy anyway.
-        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
-
         for inp in pending:  # partial leftovers of an interrupted attempt
             shutil.rmtree(self.docs_dir / inp.key, ignore_errors=True)
             (self.read_dir / f"{inp.key}.json").unlink(missing_ok=True)
@@ -269,11 +265,15 @@ class Runner:
         # The actors write the rows; iterating drives the execution and feeds the progress line.
         docs, t0 = 0, time.perf_counter()
         self._prog.start("docs", "read, extract, filter", total=len(pending), info="inputs")
-        for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            docs += int(pc.sum(out.column("rows")).as_py() or 0)
-            finished = sum(1 for i in pending if (self.read_dir / f"{i.key}.json").exists())
-            self._prog.update("docs", completed=finished,
-                              info=f"inputs, {docs:,} documents ({docs / (time.perf_counter() - t0):.0f}/s)")
+        with warnings.catch_warnings():
+            # Ray Data warns that the extraction pool sees few inputs when there are fewer WARC
+            # files than actors; each file is read as many blocks, so every actor is busy anyway.
+            warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
+            for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                docs += int(pc.sum(out.column("rows")).as_py() or 0)
+                finished = sum(1 for i in pending if (self.read_dir / f"{i.key}.json").exists())
+                self._prog.update("docs", completed=finished,
+                                  info=f"inputs, {docs:,} documents ({docs / (time.perf_counter() - t0):.0f}/s)")
         self._prog.finish("docs")
 
     def _stage_stats(self, inputs: list[InputFile]) -> dict:
