@@ -34,9 +34,9 @@ def digest_strings(values: pa.Array | pa.ChunkedArray, nbytes: int = 16) -> list
     return [None if v is None else hashlib.blake2b(v.encode(), digest_size=nbytes).digest() for v in values.to_pylist()]
 
 
-def node_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Stable int64 graph node per document id (first 8 bytes of its blake2b digest)."""
-    raw = b"".join(d if d is not None else b"\0" * 8 for d in digest_strings(ids, 8))
+def node_ids(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Stable int64 graph node per document key (first 8 bytes of its blake2b digest)."""
+    raw = b"".join(d if d is not None else b"\0" * 8 for d in digest_strings(keys, 8))
     return np.frombuffer(raw, dtype=np.int64).copy()
 
 
@@ -124,15 +124,19 @@ def wait_all(*outs: Out) -> None:
         ray.wait(refs, num_returns=len(refs), fetch_local=False)
 
 
-def survivor_order(keys: pa.Array, scores: pa.Array, ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Sort rows by key and, inside a key, by the survivor rule (highest non-null score, then smallest id).
+def survivor_order(keys: pa.Array, scores: pa.Array, ids: pa.Array, sources: pa.Array | np.ndarray,
+                   offsets: pa.Array | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort rows by key and, inside a key, by the survivor rule: highest non-null score, then
+    smallest id, then smallest (source, offset), so that two copies of one record (same id, from
+    two input files) are ordered the same way however the rows were split or shuffled.
 
     Returns (order, first_of_group): `order` sorts the rows; `first_of_group[i]` is the position in
     `order` of the survivor of sorted row i's group.
     """
     score = pc.fill_null(scores.cast(pa.float64()), -np.inf)
-    table = pa.table({"k": keys, "s": score, "i": ids})
-    order = pc.sort_indices(table, sort_keys=[("k", "ascending"), ("s", "descending"), ("i", "ascending")]).to_numpy()
+    table = pa.table({"k": keys, "s": score, "i": ids, "src": sources, "off": offsets})
+    order = pc.sort_indices(table, sort_keys=[("k", "ascending"), ("s", "descending"), ("i", "ascending"),
+                                              ("src", "ascending"), ("off", "ascending")]).to_numpy()
     sorted_keys = table.column("k").take(order)
     if sorted_keys.type == pa.int64():
         k = sorted_keys.to_numpy()

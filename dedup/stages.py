@@ -28,8 +28,11 @@ from curate.dedup.shuffle import (
     PART, Out, connected_components, digest_strings, edge_table, labels_of, local_components, node_ids,
     partition_of, run_layer, survivor_order, wait_all,
 )
-from curate.dedup.text import normalize_text
+from curate.dedup.text import hash_strings, normalize_text
 from curate.pipeline.global_stage import GlobalContext, GlobalStage
+
+# Columns of the address rows that order two copies of one record: hash of warc_path, warc_offset.
+SOURCE, OFFSET = "_source", "_offset"
 
 # Work units: a task handles at most this many bytes (by block metadata) or rows of a block, so a
 # task's memory is bounded whatever the size of the input's blocks (Ray Data reads Parquet into
@@ -138,12 +141,17 @@ def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> pa.
 
 
 def _address(docs: pa.Table, rows: np.ndarray, unit: int) -> dict[str, Any]:
-    """id, score and (unit, row) of the given rows: what survivor choice and routing back need."""
+    """id, score, place in the crawl and (unit, row) of the given rows: what survivor choice and
+    routing back need. The place (a hash of warc_path, and warc_offset) separates two copies of
+    one WARC record (same id) read from two input files."""
     take = pa.array(rows)
+    offsets = docs.column(schema.WARC_OFFSET).take(take)
     return {
         schema.ID: docs.column(schema.ID).take(take),
         schema.WIKI_SCORE: docs.column(schema.WIKI_SCORE).take(take).cast(pa.float32())
         if schema.WIKI_SCORE in docs.column_names else pa.nulls(rows.size, pa.float32()),
+        SOURCE: hash_strings(docs.column(schema.WARC_PATH).take(take)).view(np.int64),
+        OFFSET: pc.fill_null(offsets, -1).to_numpy(zero_copy_only=False).astype(np.int64),
         "unit": np.full(rows.size, unit, np.int64),
         "row": rows.astype(np.int64),
     }
@@ -152,7 +160,8 @@ def _address(docs: pa.Table, rows: np.ndarray, unit: int) -> dict[str, Any]:
 def _survivors(groups: pa.Array, table: pa.Table, with_cluster: bool, group_of_unit: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """Per group (key or component) the survivor rule; returns the updates for every member (dup_of
     null for the survivor), split by unit group, and the sorted positions and survivor flags."""
-    order, first = survivor_order(groups, table.column(schema.WIKI_SCORE), table.column(schema.ID))
+    order, first = survivor_order(groups, table.column(schema.WIKI_SCORE), table.column(schema.ID),
+                                  table.column(SOURCE), table.column(OFFSET))
     is_dup = first != np.arange(order.size)
     ids = table.column(schema.ID).take(pa.array(order))
     cols: dict[str, Any] = {
@@ -251,7 +260,7 @@ def _sign(docs: pa.Table, unit: int, cfg: MinHashConfig, num_partitions: int) ->
             keep.append(active[lo:hi][has])
     sig = np.concatenate(sigs) if sigs else np.zeros((0, cfg.num_perm), np.uint32)
     rows = np.concatenate(keep) if keep else np.zeros(0, np.int64)
-    node = node_ids(docs.column(schema.ID).take(pa.array(rows)))
+    node = node_ids(_record_keys(docs.take(pa.array(rows))))
     keys = band_keys(sig, cfg.num_bands, cfg.rows_per_band).reshape(-1)
     bands: dict[str, Any] = {"key": keys, "node": np.repeat(node, cfg.num_bands)}
     if cfg.verify_jaccard is not None:
@@ -260,6 +269,15 @@ def _sign(docs: pa.Table, unit: int, cfg: MinHashConfig, num_partitions: int) ->
     bands[PART] = partition_of(keys, num_partitions)
     info = {"node": node, **_address(docs, rows, unit), PART: partition_of(node, num_partitions)}
     return pa.table(bands), pa.table(info)
+
+
+def _record_keys(docs: pa.Table) -> pa.Array:
+    """id, warc_path and warc_offset joined: one graph node per row, even for two copies of one
+    WARC record (same id) read from two input files, which must meet as a candidate pair."""
+    sep = "\x00"
+    path = pc.fill_null(docs.column(schema.WARC_PATH), "")
+    offset = pc.fill_null(docs.column(schema.WARC_OFFSET).cast(pa.string()), "")
+    return pc.binary_join_element_wise(pc.fill_null(docs.column(schema.ID), ""), path, offset, sep)
 
 
 def _sketches(col: pa.ChunkedArray | pa.Array, num_perm: int) -> np.ndarray:
@@ -308,10 +326,11 @@ def _members(edges: pa.Table | None, info: pa.Table | None, num_partitions: int)
     cols: dict[str, Any] = {"label": labels}
     if info is None:
         cols.update({schema.ID: pa.array([], pa.string()), schema.WIKI_SCORE: pa.array([], pa.float32()),
+                     SOURCE: np.zeros(0, np.int64), OFFSET: np.zeros(0, np.int64),
                      "unit": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)})
     else:
         picked = info.take(pa.array(rows, pa.int64()))
-        cols.update({c: picked.column(c) for c in (schema.ID, schema.WIKI_SCORE, "unit", "row")})
+        cols.update({c: picked.column(c) for c in (schema.ID, schema.WIKI_SCORE, SOURCE, OFFSET, "unit", "row")})
     cols[PART] = partition_of(labels, num_partitions)
     return pa.table(cols)
 

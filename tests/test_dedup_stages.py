@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -166,6 +167,28 @@ def test_url_dedup_is_optional_and_uses_its_own_reason(ray_session):
     assert out.column("drop_reason").to_pylist() == [None, "dup:url", None]
     assert out.column("dup_of").to_pylist() == [None, "a", None]
     assert stats[0]["duplicates_url"] == 1
+
+
+@pytest.mark.parametrize("method", ["exact", "minhash"])
+def test_one_record_read_from_two_files_keeps_the_same_copy_however_rows_are_split(ray_session, shared_data, method):
+    """The same WARC record (same id) arriving through two input files: one copy survives, and
+    always the same one (survivor ties on id fall to the place in the crawl, not to row order)."""
+    arts = _articles(shared_data, 6)
+    rows = [dict(id=f"r{i}", url=a["url"], text=a["text"], warc_path=f"s3://crawl/{name}.warc.gz", warc_offset=1000 * i)
+            for name in ("copy-b", "copy-a") for i, a in enumerate(arts)]
+    table = schema.from_rows(rows)
+    off = {"exact": {"enabled": False}, "minhash": {"enabled": False}}
+    cfg = DedupConfig.model_validate({**off, method: {"enabled": True}})
+    runs = []
+    for seed, blocks in ((0, 1), (1, 3), (2, 5)):
+        shuffled = table.take(np.random.default_rng(seed).permutation(table.num_rows))
+        out, _ = _run(ray_session, shuffled, cfg, blocks=blocks, num_cpus=2)
+        kept = out.filter(pc.is_null(out.column("drop_reason")))
+        assert sorted(kept.column("id").to_pylist()) == [f"r{i}" for i in range(6)]  # one copy of each
+        dropped = out.filter(pc.is_valid(out.column("drop_reason")))
+        assert set(dropped.column("drop_reason").to_pylist()) == {f"dup:{method}"}
+        runs.append(sorted(zip(kept.column("id").to_pylist(), kept.column("warc_path").to_pylist())))
+    assert runs[0] == runs[1] == runs[2]
 
 
 def _components(ray_session, u: np.ndarray, v: np.ndarray, num_partitions: int) -> tuple[dict[int, int], int]:
