@@ -18,6 +18,11 @@ Two forms of that input (`--inputs both`, the default, runs each in turn):
               so datatrove's reader guesses the type with libmagic and drops ~76 real HTML
               pages per copy as JavaScript/XML: it extracts fewer documents.
 
+Besides documents/s the table shows where the time goes: `ms/doc` is the time inside the
+extraction step per document (datatrove's Trafilatura step timer; curate's extract stage, whose
+CPU share is in the note), and `fixed s` is the wall time that extraction spread over the
+workers does not explain: start-up, reading, writing, shutdown and idle workers.
+
 The job is the same on both sides: trafilatura with favor_precision=True and no deduplication,
 10 s per-document timeout, zstd Parquet. curate runs with every filter and dedup stage disabled.
 """
@@ -52,6 +57,15 @@ class Result:
     input_records: int
     docs_written: int
     note: str = ""
+    # Seconds spent extracting, summed over the workers (time inside the extraction step).
+    extract_s: float = 0.0
+    workers: int = 1
+
+    @property
+    def fixed_s(self) -> float:
+        """Wall time not explained by extraction spread over the workers: start-up, reading,
+        writing, shutdown, idle workers."""
+        return self.wall_s - self.extract_s / self.workers
 
     @property
     def records_per_s(self) -> float:
@@ -179,6 +193,8 @@ def run_datatrove(input_dir: Path, n_files: int, workers: int, work: Path, input
     reader = next((s for name, s in stats.items() if "WARC" in name.upper()), {})
     extractor = next((s for name, s in stats.items() if "Trafilatura" in name), {})
     read_docs = _stat(reader, "documents")
+    extract_s = float(next((st["time_stats"]["total"] for st in json.loads((logs / "stats.json").read_text())
+                            if "Trafilatura" in st["name"]), 0.0))
     note = (
         f"read {read_docs} docs ({input_records - read_docs} records dropped at reading); "
         f"extractor: {_stat(extractor, 'timeout')} timeouts, {_stat(extractor, 'clean_error')} errors, "
@@ -186,7 +202,7 @@ def run_datatrove(input_dir: Path, n_files: int, workers: int, work: Path, input
     )
     if n_files < workers:
         note += f"; {n_files} task(s): datatrove uses only {n_files} worker(s) of {workers}"
-    return Result("datatrove", wall, input_records, written, note)
+    return Result("datatrove", wall, input_records, written, note, extract_s, min(workers, n_files))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,8 +234,10 @@ def run_curate(input_dir: Path, workers: int, work: Path, input_records: int) ->
     shard_rows = count_parquet_rows(out / "shards")
     if shard_rows != stats["kept"]:
         raise SystemExit(f"curate: stats.json kept={stats['kept']} but shards hold {shard_rows} rows")
-    note = f"read {stats.get('read')} docs; kept {stats['kept']}, rejected {stats.get('rejected')}, errored {stats.get('errored')}"
-    return Result("curate", wall, input_records, shard_rows, note)
+    extract = next(f for f in stats["funnel"] if f["stage"] == "extract")
+    note = (f"read {stats.get('read')} docs; kept {stats['kept']}, rejected {stats.get('rejected')}, errored {stats.get('errored')}; "
+            f"extract {extract['seconds']:.1f} s in the workers, of which {extract.get('cpu_seconds', 0):.1f} s on a CPU")
+    return Result("curate", wall, input_records, shard_rows, note, extract["seconds"], workers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,11 +257,14 @@ def versions() -> str:
 
 
 def print_table(results: list[Result]) -> None:
-    print(f"{'engine':<10} {'wall s':>8} {'input recs':>10} {'docs out':>9} {'recs/s':>8} {'docs/s':>8}")
+    print(f"{'engine':<10} {'wall s':>8} {'input recs':>10} {'docs out':>9} {'recs/s':>8} {'docs/s':>8} "
+          f"{'ms/doc':>7} {'fixed s':>8}")
     for r in results:
+        # ms/doc: time inside the extraction step per document; fixed s: the rest of the wall time.
         print(
             f"{r.engine:<10} {r.wall_s:>8.2f} {r.input_records:>10} {r.docs_written:>9} "
-            f"{r.records_per_s:>8.1f} {r.docs_per_s:>8.1f}"
+            f"{r.records_per_s:>8.1f} {r.docs_per_s:>8.1f} {1000 * r.extract_s / max(r.docs_written, 1):>7.1f} "
+            f"{r.fixed_s:>8.1f}"
         )
     for r in results:
         print(f"  {r.engine}: {r.note}")

@@ -57,6 +57,8 @@ def build_stats(cfg: Config, reports: list[dict], reasons: Counter, snap: dict, 
         entry = {"stage": name, "in": remaining, "kept": remaining - dropped, "dropped": dict(by_stage[name].most_common())}
         if name in snap.get("seconds", {}):
             entry["seconds"] = round(snap["seconds"][name], 3)
+            if name in snap.get("cpu_seconds", {}):
+                entry["cpu_seconds"] = round(snap["cpu_seconds"][name], 3)
         if name in global_stats:
             entry["seconds"] = global_stats[name].get("total_seconds")
         if snap.get("counters", {}).get(name):
@@ -138,11 +140,13 @@ def render_markdown(stats: dict, manifest: dict) -> str:
         "# curate run report", "",
         f"read {stats['read']} documents from {stats['inputs']} inputs: kept {stats['kept']}, "
         f"rejected {stats['rejected']}, errored {stats['errored']}.", "",
-        "| stage | in | kept | dropped | top reasons | seconds |", "|---|---:|---:|---:|---|---:|",
+        # seconds: wall time in the workers, summed; CPU seconds below it mean the cores were shared.
+        "| stage | in | kept | dropped | top reasons | seconds | CPU seconds |", "|---|---:|---:|---:|---|---:|---:|",
     ]
     for f in stats["funnel"]:
         top = ", ".join(f"{r} {n}" for r, n in list(f["dropped"].items())[:4])
-        lines.append(f"| {f['stage']} | {f['in']} | {f['kept']} | {f['in'] - f['kept']} | {top} | {f.get('seconds', '')} |")
+        lines.append(f"| {f['stage']} | {f['in']} | {f['kept']} | {f['in'] - f['kept']} | {top} | {f.get('seconds', '')} "
+                     f"| {f.get('cpu_seconds', '')} |")
     lines += ["", f"file errors: {stats['file_errors'] or 'none'}",
               f"shards: {len(manifest['shards'])} ({manifest['rows']} rows, {manifest['tokens']} tokens)", ""]
     return "\n".join(lines)

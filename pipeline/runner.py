@@ -67,7 +67,7 @@ class ReadWarcs:
         for uri, crawl in zip(batch.column("uri").to_pylist(), batch.column("crawl").to_pylist()):
             source = InputFile(uri, crawl)
             report = ReadReport(uri)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 stream = open_input(uri, self.policy)
             except TransferError as err:  # retries ran out before the first byte
@@ -80,9 +80,11 @@ class ReadWarcs:
                     while (block := next(rows, None)) is not None:
                         # Time spent reading, not waiting for downstream to take the block.
                         report.seconds += time.perf_counter() - t0
+                        report.cpu_seconds += time.process_time() - c0
                         yield block
-                        t0 = time.perf_counter()
+                        t0, c0 = time.perf_counter(), time.process_time()
             report.seconds += time.perf_counter() - t0
+            report.cpu_seconds += time.process_time() - c0
             # Written last: rows of this input are all emitted once the marker exists.
             _atomic_write_json(report.to_json(), self.read_dir / f"{source.key}.json")
 
@@ -113,11 +115,13 @@ class DocStages:
         for uri in pc.unique(paths).to_pylist():
             part = batch.filter(pc.equal(paths, uri))
             seconds: dict[str, float] = {}
+            cpu: dict[str, float] = {}
             for stage in self.stages:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 part = stage(part)
                 seconds[stage.name] = time.perf_counter() - t0
-            report = {"seconds": seconds, "counters": self._counter_deltas()}
+                cpu[stage.name] = time.process_time() - c0
+            report = {"seconds": seconds, "cpu_seconds": cpu, "counters": self._counter_deltas()}
             write_part(part, self.docs_dir / InputFile(uri).key, self.compression, report)
         return pa.table({"rows": [batch.num_rows]})
 
@@ -163,16 +167,20 @@ class StageStats:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        # CPU time of the worker process: below `seconds` when other processes took the core.
+        self.cpu_seconds: dict[str, float] = defaultdict(float)
         self.counters: dict[str, Counter] = defaultdict(Counter)
 
     def add(self, report: dict) -> None:
         for k, v in report["seconds"].items():
             self.seconds[k] += v
+        for k, v in report.get("cpu_seconds", {}).items():  # parts written before it was recorded lack it
+            self.cpu_seconds[k] += v
         for stage, d in report["counters"].items():
             self.counters[stage].update(d)
 
     def snapshot(self) -> dict:
-        return {"seconds": dict(self.seconds), "counters": {k: dict(v) for k, v in self.counters.items()}}
+        return {"seconds": dict(self.seconds), "cpu_seconds": dict(self.cpu_seconds), "counters": {k: dict(v) for k, v in self.counters.items()}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +379,7 @@ class Runner:
             per_doc_seconds = time.perf_counter() - t0
             snap = self._stage_stats(inputs)
             snap["seconds"]["read"] = sum(done[i.key].get("seconds", 0.0) for i in inputs)
+            snap["cpu_seconds"]["read"] = sum(done[i.key].get("cpu_seconds", 0.0) for i in inputs)
             files, global_stats = self._run_global(self._doc_files(inputs), reuse=not pending, num_cpus=num_cpus)
             t1 = time.perf_counter()
             shards, rejected, reasons, domain_tokens, total = self._write_outputs(files)

@@ -47,6 +47,7 @@ class ReadReport:
     error: str | None = None  # file-level fault, e.g. "warc:truncated"
     error_detail: str | None = None
     seconds: float = 0.0  # spent opening and reading the file
+    cpu_seconds: float = 0.0  # of which the reading process had the CPU
 
     def to_json(self) -> dict:
         return {
@@ -56,6 +57,7 @@ class ReadReport:
             "error": self.error,
             "error_detail": self.error_detail,
             "seconds": round(self.seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
         }
 
 
