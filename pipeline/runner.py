@@ -109,6 +109,7 @@ class DocStages:
         self.docs_dir = Path(docs_dir)
         self.compression = cfg.output.compression
         self._prev: dict[str, dict[str, float]] = {}
+        self.worker = f"{os.uname().nodename}:{os.getpid()}"  # which actor made a part (for load balance)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         paths = batch.column(schema.WARC_PATH)
@@ -121,7 +122,7 @@ class DocStages:
                 part = stage(part)
                 seconds[stage.name] = time.perf_counter() - t0
                 cpu[stage.name] = time.process_time() - c0
-            report = {"seconds": seconds, "cpu_seconds": cpu, "counters": self._counter_deltas()}
+            report = {"seconds": seconds, "cpu_seconds": cpu, "counters": self._counter_deltas(), "worker": self.worker}
             write_part(part, self.docs_dir / InputFile(uri).key, self.compression, report)
         return pa.table({"rows": [batch.num_rows]})
 
@@ -150,6 +151,8 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
 
 
 PART_STATS_KEY = b"curate.stage_stats"
+# Largest block handed from reading to extraction (a reader batch is ~64 pages, a few MiB).
+READ_BLOCK_BYTES = 8 << 20
 
 
 def write_part(part: pa.Table, folder: Path, compression: str, report: dict) -> None:
@@ -250,6 +253,20 @@ class Runner:
         self.read_dir.mkdir(parents=True, exist_ok=True)
         self.docs_dir.mkdir(parents=True, exist_ok=True)
         items = [{"uri": i.uri, "crawl": i.crawl} for i in pending]
+        data_ctx = ray.data.DataContext.get_current()
+        saved_block_size = data_ctx.target_max_block_size
+        # Ray Data coalesces a map's outputs into blocks of up to target_max_block_size (128 MiB),
+        # and a block is one task downstream: a WARC's pages would reach a single extraction actor.
+        # Small blocks keep each reader batch its own block, so one file spreads over every actor.
+        data_ctx.target_max_block_size = READ_BLOCK_BYTES
+        try:
+            self._execute_per_document(items, pending, num_cpus)
+        finally:
+            data_ctx.target_max_block_size = saved_block_size
+
+    def _execute_per_document(self, items: list[dict], pending: list[InputFile], num_cpus: int) -> None:
+        import ray.data
+
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(
             ReadWarcs,

@@ -84,6 +84,11 @@ def test_curate_run_extracts_like_trafilatura_on_real_pages(ray_session, shared_
     assert main(["run", str(tmp_path / "run.yaml"), "--no-progress"]) == 0
     capsys.readouterr()
 
+    # One file is still spread over both extraction actors (reader batches are blocks of their own).
+    parts = sorted((tmp_path / "out" / "work" / "docs").glob("*/part-*.parquet"))
+    workers = Counter(json.loads(pq.read_schema(p).metadata[b"curate.stage_stats"])["worker"] for p in parts)
+    assert len(workers) == 2, workers
+
     out = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "out").glob("*/*.parquet"))
                             if p.parent.name in ("shards", "rejected")])
     text_by_id = dict(zip(out.column("id").to_pylist(), out.column("text").to_pylist()))
