@@ -253,21 +253,12 @@ class Runner:
         self.read_dir.mkdir(parents=True, exist_ok=True)
         self.docs_dir.mkdir(parents=True, exist_ok=True)
         items = [{"uri": i.uri, "crawl": i.crawl} for i in pending]
-        data_ctx = ray.data.DataContext.get_current()
-        saved_block_size = data_ctx.target_max_block_size
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
         # Ray Data coalesces a map's outputs into blocks of up to target_max_block_size (128 MiB),
         # and a block is one task downstream: a WARC's pages would reach a single extraction actor.
         # Small blocks keep each reader batch its own block, so one file spreads over every actor.
-        data_ctx.target_max_block_size = READ_BLOCK_BYTES
-        try:
-            self._execute_per_document(items, pending, num_cpus)
-        finally:
-            data_ctx.target_max_block_size = saved_block_size
-
-    def _execute_per_document(self, items: list[dict], pending: list[InputFile], num_cpus: int) -> None:
-        import ray.data
-
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        # The setting is this dataset's own context (its maps share it), not the process-wide one.
+        ds.context.target_max_block_size = READ_BLOCK_BYTES
         ds = ds.map_batches(
             ReadWarcs,
             fn_constructor_kwargs={"cfg": self.cfg, "read_dir": str(self.read_dir)},

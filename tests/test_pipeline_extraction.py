@@ -18,6 +18,7 @@ import yaml
 
 from curate.config import ExtractConfig
 from curate.pipeline.extract import trafilatura_kwargs
+from curate.pipeline.runner import PART_STATS_KEY
 
 # What `extract: {engine: trafilatura}` means, as a direct call: precision settings, plain text,
 # no metadata, and no cross-document dedup cache (the text of a page depends on that page alone).
@@ -86,7 +87,7 @@ def test_curate_run_extracts_like_trafilatura_on_real_pages(ray_session, shared_
 
     # One file is still spread over both extraction actors (reader batches are blocks of their own).
     parts = sorted((tmp_path / "out" / "work" / "docs").glob("*/part-*.parquet"))
-    workers = Counter(json.loads(pq.read_schema(p).metadata[b"curate.stage_stats"])["worker"] for p in parts)
+    workers = Counter(json.loads(pq.read_schema(p).metadata[PART_STATS_KEY])["worker"] for p in parts)
     assert len(workers) == 2, workers
 
     out = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "out").glob("*/*.parquet"))
