@@ -168,10 +168,10 @@ DATATROVE_SCRIPT = textwrap.dedent(
 )
 
 
-def datatrove_step_stats(logging_dir: Path) -> dict[str, dict]:
-    """The merged per-step stats datatrove writes: {step name: stats}."""
+def datatrove_steps(logging_dir: Path) -> dict[str, dict]:
+    """The merged per-step record datatrove writes: {step name: {"stats": ..., "time_stats": ...}}."""
     merged = json.loads((logging_dir / "stats.json").read_text())
-    return {step["name"]: step.get("stats", {}) for step in merged}
+    return {step["name"]: step for step in merged}
 
 
 def _stat(stats: dict, key: str) -> int:
@@ -189,12 +189,12 @@ def run_datatrove(input_dir: Path, n_files: int, workers: int, work: Path, input
     )
     wall = run_timed([sys.executable, str(script)], work / "dt.log")
     written = count_parquet_rows(out)
-    stats = datatrove_step_stats(logs)
-    reader = next((s for name, s in stats.items() if "WARC" in name.upper()), {})
-    extractor = next((s for name, s in stats.items() if "Trafilatura" in name), {})
+    steps = datatrove_steps(logs)
+    reader = next((s.get("stats", {}) for name, s in steps.items() if "WARC" in name.upper()), {})
+    extractor_step = next((s for name, s in steps.items() if "Trafilatura" in name), {})
+    extractor = extractor_step.get("stats", {})
     read_docs = _stat(reader, "documents")
-    extract_s = float(next((st["time_stats"]["total"] for st in json.loads((logs / "stats.json").read_text())
-                            if "Trafilatura" in st["name"]), 0.0))
+    extract_s = float(extractor_step.get("time_stats", {}).get("total", 0.0))
     note = (
         f"read {read_docs} docs ({input_records - read_docs} records dropped at reading); "
         f"extractor: {_stat(extractor, 'timeout')} timeouts, {_stat(extractor, 'clean_error')} errors, "
