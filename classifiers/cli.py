@@ -1,0 +1,133 @@
+"""`curate classifier train | eval | build-default` (registered by curate/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "wiki_quality"
+
+
+def _train_settings(args: argparse.Namespace):
+    from pydantic import ValidationError
+
+    from curate.classifiers.config import FastTextTrainConfig
+
+    given = {k: v for k, v in vars(args).items() if k in FastTextTrainConfig.model_fields and v is not None}
+    try:
+        return FastTextTrainConfig.model_validate(given)
+    except ValidationError as err:
+        raise SystemExit(f"invalid classifier settings:\n{err}") from None
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    from curate.classifiers.config import FastTextTrainConfig
+
+    for name, field in FastTextTrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "train_only_domains":
+            p.add_argument(flag, dest=name, nargs="*", help=field.description)
+        else:
+            p.add_argument(flag, dest=name, type=type(field.default), help=f"{field.description or name} (default {field.default})")
+
+
+def _print_eval(evaluation: dict, out: Path) -> None:
+    s = evaluation["split"]
+    print(f"split by domain: {s['train_rows']} training rows ({s['train_domains']} domains, {s['train_positives']} positive), "
+          f"{s['held_out_rows']} held-out rows ({s['held_out_domains']} domains)")
+    for kind in ("bin", "ftz"):
+        m = evaluation["held_out"][kind]
+        print(f"held-out {kind}: ROC AUC {m['roc_auc']:.4f}  P {m['precision']:.4f}  R {m['recall']:.4f}  F1 {m['f1']:.4f}  "
+              f"(n={m['n']}: {m['positives']} pos / {m['negatives']} neg, threshold {m['threshold']})")
+    print(f"model sizes: .bin {evaluation['model_bytes']['bin']:,} B, .ftz {evaluation['model_bytes']['ftz']:,} B; "
+          f"evaluation: {out / 'eval.json'}, histograms: {out / 'eval.png'}")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from curate.classifiers.model import read_labelled, train_classifier
+
+    cfg = _train_settings(args)
+    result = train_classifier(read_labelled(args.data), args.out, cfg, args.name)
+    _print_eval(result.evaluation, Path(args.out))
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    from curate.classifiers.model import evaluate_model, plot_histograms, read_labelled
+
+    cfg = _train_settings(args)
+    metrics = evaluate_model(args.model, read_labelled(args.data), cfg)
+    out = Path(args.out) if args.out else Path(args.model).with_suffix(".eval.json")
+    out.write_text(json.dumps(metrics, indent=2))
+    plot_histograms(metrics, out.with_suffix(".png"), Path(args.model).name)
+    print(f"ROC AUC {metrics['roc_auc']:.4f}  P {metrics['precision']:.4f}  R {metrics['recall']:.4f}  F1 {metrics['f1']:.4f}  "
+          f"(n={metrics['n']}: {metrics['positives']} pos / {metrics['negatives']} neg) -> {out}")
+    return 0
+
+
+def build_default_command(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from curate.classifiers.config import FastTextTrainConfig
+    from curate.classifiers.default_data import WIKIPEDIA_DOMAIN, build_default_set
+    from curate.classifiers.model import train_classifier
+
+    out = Path(args.out)
+    work = Path(args.work) if args.work else out / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"building the labelled set from {args.shared_data} ...")
+    table, counts = build_default_set(args.shared_data)
+    pq.write_table(table, work / "labelled.parquet")
+    print("labelled set: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    cfg = FastTextTrainConfig(train_only_domains=[WIKIPEDIA_DOMAIN], held_out_fraction=args.held_out_fraction, seed=args.seed)
+    result = train_classifier(table, work, cfg, DEFAULT_MODEL_NAME)
+    result.evaluation["labelled_set"] = counts
+    result.eval_path.write_text(json.dumps(result.evaluation, indent=2))
+    # The package ships the quantized model and its evaluation; the .bin stays in the work folder.
+    shutil.copyfile(result.ftz_path, out / f"{DEFAULT_MODEL_NAME}.ftz")
+    shutil.copyfile(result.eval_path, out / f"{DEFAULT_MODEL_NAME}.eval.json")
+    shutil.copyfile(work / "eval.png", out / f"{DEFAULT_MODEL_NAME}.eval.png")
+    _print_eval(result.evaluation, work)
+    print(f"shipped: {out / (DEFAULT_MODEL_NAME + '.ftz')}")
+    return 0
+
+
+def add_subcommands(subparsers) -> None:
+    c = subparsers.add_parser("classifier", help="train, evaluate and build fastText quality classifiers")
+    sub = c.add_subparsers(dest="classifier_command", required=True)
+
+    t = sub.add_parser("train", help="train on a labelled Parquet (text, label, url, domain, source), held out by domain")
+    t.add_argument("data", help="labelled Parquet file")
+    t.add_argument("--out", required=True, help="folder for <name>.bin, <name>.ftz, eval.json, eval.png")
+    t.add_argument("--name", default="model")
+    _add_train_flags(t)
+    t.set_defaults(func=train_command)
+
+    e = sub.add_parser("eval", help="evaluate a fastText model on a labelled Parquet")
+    e.add_argument("model", help=".bin or .ftz")
+    e.add_argument("data", help="labelled Parquet file")
+    e.add_argument("--out", help="evaluation JSON (default: next to the model); the plot is written beside it")
+    _add_train_flags(e)
+    e.set_defaults(func=eval_command)
+
+    b = sub.add_parser("build-default", help="rebuild the shipped model offline from ../shared/data")
+    b.add_argument("--shared-data", default="../shared/data")
+    b.add_argument("--out", default=str(Path(__file__).resolve().parent / "models"))
+    b.add_argument("--work", help="folder for the labelled set and the .bin (default <out>/build)")
+    b.add_argument("--held-out-fraction", type=float, default=0.4)
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=build_default_command)
+
+
+def main(argv: list[str] | None = None) -> int:  # `python -m curate.classifiers.cli` before the CLI wiring
+    p = argparse.ArgumentParser(prog="curate")
+    add_subcommands(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

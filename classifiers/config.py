@@ -1,0 +1,97 @@
+"""YAML section `classifiers:` -- one named sub-section per fastText classifier stage.
+
+`classifiers.wiki_quality` is the Wikipedia-reference classifier (the shipped model by default).
+Users add more sections with any name (`classifiers.dclm: {model_path: ..., positive_label: hq,
+score_column: dclm_score}`); each is its own stage with its own score column, run in the order
+written. A section keeps documents either above `min_score` or, as a global stage over the whole
+run, the `top_fraction` with the highest scores (or neither: it only scores).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, RootModel, field_validator, model_validator
+
+from curate.classifiers.normalize import DEFAULT_MAX_WORDS
+from curate.config_base import StrictModel
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+DEFAULT_SCORE_COLUMN = "wiki_score"
+
+
+class ClassifierConfig(StrictModel):
+    """One fastText binary classifier scoring every kept document."""
+
+    enabled: bool = True
+    model_path: str | None = Field(
+        None, description="a fastText .bin/.ftz classifier; default: the shipped Wikipedia-reference model"
+    )
+    positive_label: str = Field("wiki", description="the model's label (without __label__) whose probability is the score")
+    score_column: str = Field(DEFAULT_SCORE_COLUMN, description="float32 column the score is written to")
+    max_words: int = Field(
+        DEFAULT_MAX_WORDS, ge=0, description="tokens of each document the model sees (0 = all); must match how it was trained"
+    )
+    min_score: float | None = Field(None, ge=0.0, le=1.0, description="drop documents scoring below this")
+    top_fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="keep this fraction of the run's kept documents with the highest scores (global)"
+    )
+    batch_size: int = Field(256, ge=1, description="documents per fastText predict call")
+    histogram_bins: int = Field(20, ge=2, le=1000, description="bins over [0, 1] of the score histogram in the stats")
+
+    @field_validator("score_column")
+    @classmethod
+    def _column_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("must be lower_snake_case (letters, digits, _), starting with a letter")
+        return v
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> ClassifierConfig:
+        if self.min_score is not None and self.top_fraction is not None:
+            raise ValueError("set min_score or top_fraction, not both")
+        return self
+
+
+class ClassifiersConfig(RootModel[dict[str, ClassifierConfig]]):
+    """Named classifier sections; by default just `wiki_quality`, disabled."""
+
+    root: dict[str, ClassifierConfig] = Field(default_factory=lambda: {"wiki_quality": ClassifierConfig(enabled=False)})
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ClassifiersConfig:
+        for name in self.root:
+            if not _NAME_RE.match(name):
+                raise ValueError(f"classifier name {name!r} must be lower_snake_case")
+        columns = [c.score_column for c in self.root.values() if c.enabled]
+        dup = {c for c in columns if columns.count(c) > 1}
+        if dup:
+            raise ValueError(f"two enabled classifiers write the same score_column: {sorted(dup)}")
+        return self
+
+    def enabled(self) -> dict[str, ClassifierConfig]:
+        return {name: c for name, c in self.root.items() if c.enabled}
+
+
+class FastTextTrainConfig(StrictModel):
+    """`curate classifier train`: fastText supervised settings and the held-out split."""
+
+    positive_label: str = "wiki"
+    negative_label: str = "cc"
+    held_out_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share of registered domains held out for evaluation")
+    train_only_domains: list[str] = Field(
+        default_factory=list,
+        description="domains always on the training side (a one-site reference corpus such as wikipedia.org)",
+    )
+    seed: int = 0
+    balance: bool = Field(True, description="repeat the rarer label's training rows until both labels are equally frequent")
+    max_words: int = Field(DEFAULT_MAX_WORDS, ge=0)
+    epoch: int = Field(10, ge=1)
+    lr: float = Field(0.2, gt=0)
+    dim: int = Field(32, ge=2)
+    word_ngrams: int = Field(2, ge=1)
+    min_count: int = Field(2, ge=1)
+    bucket: int = Field(200_000, ge=1000, description="hash buckets for word n-grams")
+    quantize_cutoff: int = Field(50_000, ge=0, description="words/n-grams kept by quantization (0 = all)")
+    quantize_retrain: bool = Field(True, description="fine-tune the kept embeddings after the cutoff (at lr / 4)")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="score at which precision/recall/F1 are reported")
