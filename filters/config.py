@@ -3,7 +3,7 @@ published thresholds as defaults (FineWeb's recipe where it differs from the ori
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from curate.config_base import StrictModel
 
@@ -112,6 +112,9 @@ class FineWebConfig(_TokenizedConfig):
     new_line_ratio: float = 0.3
 
 
+PHONE_LENIENCIES = ("possible", "valid", "strict_grouping", "exact_grouping")
+
+
 class PiiConfig(StrictModel):
     """Redaction with typed placeholders <EMAIL>, <IP>, <PHONE>, <CARD>."""
 
@@ -121,6 +124,36 @@ class PiiConfig(StrictModel):
     phone: bool = True
     card: bool = True
     keep_private_ips: bool = Field(True, description="leave private, loopback, link-local and other non-global IPs as they are")
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT", "PL", "SE", "JP", "AU", "IN", "BR", "MX"],
+        min_length=1,
+        description="regions (ISO 3166 alpha-2) a number without a country code is read in, tried in this order; "
+        "numbers written with +CC or 00CC are found whatever the list",
+    )
+    phone_leniency: str = Field(
+        "valid",
+        description="phonenumbers.Leniency for a number without a phone label before it: possible, valid, strict_grouping, exact_grouping",
+    )
+    labelled_phone_leniency: str = Field(
+        "possible", description="the leniency after a phone label (Tel., Phone, Fax, Mobile, ...): the label already says it is a number"
+    )
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers
+
+        unknown = [r for r in regions if r.upper() not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown phone region(s) {unknown}: use ISO 3166 alpha-2 codes such as US, GB, DE")
+        return [r.upper() for r in regions]
+
+    @field_validator("phone_leniency", "labelled_phone_leniency")
+    @classmethod
+    def _known_leniency(cls, value: str) -> str:
+        if value not in PHONE_LENIENCIES:
+            raise ValueError(f"expected one of {', '.join(PHONE_LENIENCIES)}")
+        return value
 
 
 class FiltersConfig(StrictModel):
