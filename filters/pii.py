@@ -184,6 +184,22 @@ def _trimmed(candidate: str) -> list[str]:
     return pieces
 
 
+class _NumberingPlan:
+    """A cheap first test of a national number against one region's plan (length and the
+    national-number pattern, after the trunk prefix), so libphonenumber's matcher, ~1 ms a
+    call, only runs for regions the digits could belong to."""
+
+    def __init__(self, region: str):
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        self.trunk = meta.national_prefix or ""
+        self.lengths = frozenset(meta.general_desc.possible_length or ())
+        self.pattern = re.compile(meta.general_desc.national_number_pattern or r"\d+")
+
+    def plausible(self, digits: str) -> bool:
+        national = digits[len(self.trunk) :] if self.trunk and digits.startswith(self.trunk) else digits
+        return any(len(n) in self.lengths and self.pattern.fullmatch(n) for n in {national, digits})
+
+
 def _idd_region(regions: list[str]) -> str:
     """A configured region whose international call prefix is 00 (most of the world), so
     0049 30 ... reads as +49 30 ...; GB when none is."""
@@ -216,6 +232,7 @@ class PiiFinder:
         self.leniency = _LENIENCY[cfg.phone_leniency]
         self.labelled_leniency = _LENIENCY[cfg.labelled_phone_leniency]
         self.idd_region = _idd_region(self.regions)
+        self.plans = {region: _NumberingPlan(region) for region in self.regions}
 
     def _ip_ok(self, candidate: str) -> bool:
         try:
@@ -250,7 +267,10 @@ class PiiFinder:
         # A label only relaxes the leniency when no region finds a valid number.
         for lenient in (self.leniency, self.labelled_leniency) if labelled else (self.leniency,):
             for piece in _trimmed(candidate):
+                digits = re.sub(r"\D", "", piece)
                 for region in regions:
+                    if region in self.plans and not (piece.startswith(("+", "00")) or self.plans[region].plausible(digits)):
+                        continue
                     found = [
                         (start + m.start, start + m.end)
                         for m in phonenumbers.PhoneNumberMatcher(piece, region, leniency=lenient)
