@@ -170,17 +170,26 @@ def _not_a_phone(raw: str, text: str, end: int) -> bool:
     )
 
 
+def _max_digits(piece: str) -> int:
+    """Most digits a phone number written this way has: E.164's 15 with +CC (17 with 00CC),
+    13 for a national number with its trunk prefix."""
+    return 15 if piece.startswith("+") else 17 if piece.startswith("00") else 13
+
+
 def _trimmed(candidate: str) -> list[str]:
-    """The candidate, then (when it has more digits than a phone can) its prefixes cut at digit
-    group boundaries, longest first, down to 7 digits."""
+    """The candidate when it is no longer than a phone number can be, else its prefixes cut at
+    digit group boundaries that are (longest first): a phone glued to a year or an ID."""
+    limit = _max_digits(candidate)
     if sum(ch.isdigit() for ch in candidate) <= _MAX_PHONE_DIGITS:
         return [candidate]
-    pieces = [candidate]
+    pieces = [candidate] if sum(ch.isdigit() for ch in candidate) <= limit else []
     for m in reversed(list(_GROUP_END.finditer(candidate))):
         piece = candidate[: m.end()]
-        if sum(ch.isdigit() for ch in piece) < 7:
+        n = sum(ch.isdigit() for ch in piece)
+        if n < 7:
             break
-        pieces.append(piece)
+        if n <= limit:
+            pieces.append(piece)
     return pieces
 
 
