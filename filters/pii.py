@@ -61,10 +61,12 @@ _VERSION_SUFFIX = re.compile(r"[-+~](?:alpha|beta|rc|pre|dev|snapshot|final|buil
 _CHAIN_AFTER = re.compile(r"\s*(?:->|→|=>)\s*\d+\.\d+")
 _CHAIN_BEFORE = re.compile(r"\d+(?:\.\d+){2,}[-+\w]*\s*(?:->|→|=>)\s*$")
 _FROM_TO = re.compile(r"\bfrom\s+(?:v\s?)?\d+(?:\.\d+){2,}\s+to\s+(?:v\s?)?\d+(?:\.\d+){2,}", re.IGNORECASE)
-CARD = re.compile(r"(?<![\w.,+-])\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)")
+# Not inside a table of digit groups: no group right before, none of four digits right after.
+CARD = re.compile(r"(?<![\w.,+-])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)")
 # A phone candidate: 7+ digits joined by up to three of space - / ( ) at a time, or one dot
 # (a dot with a space is a sentence end, not a separator).
 PHONE_CANDIDATE = re.compile(r"(?<![\w+.,])(?:\+|\(\s?)?\d(?:(?:[ \u00a0\-/()]{0,3}|\.)\d){6,24}\)?(?!\w)")
+_NEXT_GROUP = re.compile(r"[ -]\d{4}(?!\d)")
 _GROUP_END = re.compile(r"\d(?=[ \u00a0\-/.()]+\d)")
 #: Longer candidates are often a phone glued to the next number (a year, a date, an ID).
 _MAX_PHONE_DIGITS = 12
@@ -266,6 +268,9 @@ class PiiFinder:
         labelled = _PHONE_LABEL.search(before) is not None
         if not labelled and _ID_LABEL.search(before):
             return []
+        international = candidate.startswith(("+", "00"))
+        if not labelled and not international and sum(ch.isdigit() for ch in candidate) > _max_digits(candidate):
+            return []  # a run of numbers (a table, a list of IDs) with no label saying a phone is among them
         # Numbers with a country code parse the same in any region: one pass suffices.
         if candidate.startswith("+"):
             regions = self.regions[:1]
@@ -308,7 +313,7 @@ class PiiFinder:
             for m in CARD.finditer(text):
                 if not _IBAN_BEFORE.search(text, max(0, m.start() - 8), m.start()):
                     end = _card_end(m.group())
-                    if end:
+                    if end and not _NEXT_GROUP.match(text, m.start() + end):
                         add(m.start(), m.start() + end, "card")
         if cfg.ip:
             if ":" in text:

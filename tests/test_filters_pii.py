@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import random
 import sys
 from pathlib import Path
 
@@ -82,6 +83,12 @@ def test_formats(text, kind):
 )
 def test_lookalikes_stay(text):
     assert PiiFinder(PiiConfig()).find(text) == []
+
+
+def test_a_table_of_digit_groups_is_not_pii():
+    rng = random.Random(7)
+    table = "\n".join(" ".join(str(rng.randint(1000, 9999)) for _ in range(8)) for _ in range(300))
+    assert PiiFinder(PiiConfig()).find(table) == []
 
 
 def test_ipv4_mapped_ipv6_is_one_span():
