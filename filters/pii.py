@@ -65,7 +65,7 @@ _FROM_TO = re.compile(r"\bfrom\s+(?:v\s?)?\d+(?:\.\d+){2,}\s+to\s+(?:v\s?)?\d+(?
 CARD = re.compile(r"(?<![\w.,+-])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)")
 # A phone candidate: 7+ digits joined by up to three of space - / ( ) at a time, or one dot
 # (a dot with a space is a sentence end, not a separator).
-PHONE_CANDIDATE = re.compile(r"(?<![\w+.,])(?:\+|\(\s?)?\d(?:(?:[ \u00a0\-/()]{0,3}|\.)\d){6,24}\)?(?!\w)")
+PHONE_CANDIDATE = re.compile(r"(?<![\w+.,])(?<!\d[ \u00a0\-/.])(?:\+|\(\s?)?\d(?:(?:[ \u00a0\-/()]{0,3}|\.)\d){6,24}\)?(?!\w)")
 _NEXT_GROUP = re.compile(r"[ -]\d{4}(?!\d)")
 _GROUP_END = re.compile(r"\d(?=[ \u00a0\-/.()]+\d)")
 #: Longer candidates are often a phone glued to the next number (a year, a date, an ID).
