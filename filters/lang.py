@@ -161,7 +161,6 @@ def make_backend(cfg: LanguageConfig) -> LidBackend:
 class LanguageID(Stage):
     name = "language"
     reason_namespaces = ("lang",)
-    uses_model = True
 
     def __init__(self, cfg: LanguageConfig):
         self.cfg = cfg

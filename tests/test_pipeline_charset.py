@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from curate.config import ExtractConfig
+from curate.pipeline.config import ExtractConfig
 from curate.pipeline.extract import Extract, decode_html, decode_html_counted
 
 PAGE = "extraction/trafilatura/html/ahlen.de.reparaturcafe.html.gz"  # German, declares UTF-8, umlauts
