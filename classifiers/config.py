@@ -1,17 +1,17 @@
-"""YAML section `classifiers:` -- one named sub-section per fastText classifier stage.
+"""YAML section `classifiers:` -- one sub-section per fastText classifier stage.
 
-`classifiers.wiki_quality` is the Wikipedia-reference classifier (the shipped model by default).
-Users add more sections with any name (`classifiers.dclm: {model_path: ..., positive_label: hq,
-score_column: dclm_score}`); each is its own stage with its own score column, run in the order
-written. A section keeps documents either above `min_score` or, as a global stage over the whole
-run, the `top_fraction` with the highest scores (or neither: it only scores).
+`classifiers.wiki_quality` is the Wikipedia-reference classifier (the shipped model by default);
+`classifiers.dclm` takes any other binary fastText classifier (e.g. DCLM's). Each writes its own
+score column, and both may run in one pipeline. A section keeps documents either above
+`min_score` or, as a global stage over the whole run, the `top_fraction` with the highest scores
+(or neither: it only scores).
 """
 
 from __future__ import annotations
 
 import re
 
-from pydantic import Field, RootModel, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from curate.classifiers.normalize import DEFAULT_MAX_WORDS
 from curate.config_base import StrictModel
@@ -52,25 +52,48 @@ class ClassifierConfig(StrictModel):
             raise ValueError("set min_score or top_fraction, not both")
         return self
 
+    @property
+    def keeps_top_fraction(self) -> bool:
+        """Whether the section's global top-fraction stage runs."""
+        return self.enabled and self.top_fraction is not None
 
-class ClassifiersConfig(RootModel[dict[str, ClassifierConfig]]):
-    """Named classifier sections; by default just `wiki_quality`, disabled."""
 
-    root: dict[str, ClassifierConfig] = Field(default_factory=lambda: {"wiki_quality": ClassifierConfig(enabled=False)})
+class WikiQualityConfig(ClassifierConfig):
+    """`classifiers.wiki_quality`: the Wikipedia-reference classifier; the shipped model unless
+    `model_path`."""
+
+    enabled: bool = False
+
+
+class DclmConfig(ClassifierConfig):
+    """`classifiers.dclm`: DCLM's OpenHermes/ELI5 fastText quality model (labels `hq` / `cc`),
+    or any other binary fastText classifier: download it and set `model_path`."""
+
+    enabled: bool = False
+    positive_label: str = "hq"
+    score_column: str = "dclm_score"
 
     @model_validator(mode="after")
-    def _distinct(self) -> ClassifiersConfig:
-        for name in self.root:
-            if not _NAME_RE.match(name):
-                raise ValueError(f"classifier name {name!r} must be lower_snake_case")
-        columns = [c.score_column for c in self.root.values() if c.enabled]
-        dup = {c for c in columns if columns.count(c) > 1}
-        if dup:
-            raise ValueError(f"two enabled classifiers write the same score_column: {sorted(dup)}")
+    def _model_given(self) -> DclmConfig:
+        if self.enabled and self.model_path is None:
+            raise ValueError("model_path is required (no DCLM model ships with curate)")
         return self
 
-    def enabled(self) -> dict[str, ClassifierConfig]:
-        return {name: c for name, c in self.root.items() if c.enabled}
+
+class ClassifiersSettings(StrictModel):
+    """YAML section `classifiers:`: one sub-section per registered classifier."""
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> ClassifiersSettings:
+        columns: dict[str, str] = {}
+        for name in type(self).model_fields:
+            section = getattr(self, name)
+            if getattr(section, "enabled", False):
+                if section.score_column in columns:
+                    raise ValueError(f"classifiers {columns[section.score_column]} and {name} both write "
+                                     f"score_column {section.score_column!r}")
+                columns[section.score_column] = name
+        return self
 
 
 class FastTextTrainConfig(StrictModel):

@@ -13,8 +13,10 @@ the whole run, in their order.
 - `filters.language` before the quality rules (they tokenize per detected language);
 - Gopher repetition and quality, C4 (rewrites lines), FineWeb;
 - `filters.pii` last of the filters, so it redacts only documents the rules kept;
-- model-based classifiers (`classifiers.*`) on the filtered, redacted text;
-- global: exact dedup before MinHash (cheap exact groups first; MinHash then sees one copy).
+- model-based classifiers (`classifiers.*`) on the filtered, redacted text (dedup's survivor
+  rule then prefers the highest `wiki_score`);
+- global: exact dedup before MinHash (cheap exact groups first; MinHash then sees one copy), then
+  each classifier's top-fraction cut (a quantile over what survives dedup).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, create_model
 
+from curate.classifiers.config import ClassifiersSettings, DclmConfig, WikiQualityConfig
 from curate.config_base import StrictModel
 from curate.dedup.config import DedupSettings, ExactConfig, MinHashConfig
 from curate.filters.config import (
@@ -55,6 +58,10 @@ class Entry:
     config: type[StrictModel]  # the section's model; an `enabled` field switches the stage
     stage: str  # "module:Class", imported only when a run builds it (config stays light to import)
     kind: Literal["document", "global"] = "document"
+    # The section's bool attribute that switches this stage on. A global stage may share the
+    # section of the per-document stage before it (a classifier's top-fraction cut) and name
+    # its own switch; the section then keeps the per-document entry's model.
+    switch: str = "enabled"
 
     @property
     def group(self) -> str | None:
@@ -78,12 +85,18 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("filters.c4", C4Config, "curate.filters.quality:C4Quality"),
     Entry("filters.fineweb", FineWebConfig, "curate.filters.quality:FineWebQuality"),
     Entry("filters.pii", PiiConfig, "curate.filters.pii:PiiRedactor"),
+    Entry("classifiers.wiki_quality", WikiQualityConfig, "curate.classifiers.stage:WikiQuality"),
+    Entry("classifiers.dclm", DclmConfig, "curate.classifiers.stage:DclmQuality"),
     Entry("dedup.exact", ExactConfig, "curate.dedup.stages:ExactDedup", kind="global"),
     Entry("dedup.minhash", MinHashConfig, "curate.dedup.stages:MinHashDedup", kind="global"),
+    # After dedup: the quantile is over the documents that survive everything else.
+    Entry("classifiers.wiki_quality", WikiQualityConfig, "curate.classifiers.stage:WikiQualityTop", kind="global",
+          switch="keeps_top_fraction"),
+    Entry("classifiers.dclm", DclmConfig, "curate.classifiers.stage:DclmQualityTop", kind="global", switch="keeps_top_fraction"),
 )
 
 #: Groups of sections, with the settings they hold besides their stages' sections.
-GROUPS: dict[str, type[StrictModel]] = {"filters": StrictModel, "classifiers": StrictModel, "dedup": DedupSettings}
+GROUPS: dict[str, type[StrictModel]] = {"filters": StrictModel, "classifiers": ClassifiersSettings, "dedup": DedupSettings}
 
 
 @cache
@@ -104,7 +117,10 @@ def _field(entry: Entry) -> tuple[type[StrictModel], Any]:
 @cache
 def group_model(group: str) -> type[StrictModel]:
     """The pydantic model of a group section (e.g. `filters:`), one field per registered stage."""
-    fields: dict[str, Any] = {e.key: _field(e) for e in ENTRIES if e.group == group}
+    fields: dict[str, Any] = {}
+    for e in ENTRIES:
+        if e.group == group:
+            fields.setdefault(e.key, _field(e))  # a shared section keeps its first (per-document) entry's model
     name = "".join(part.capitalize() for part in group.split("_")) + "Config"
     return create_model(name, __base__=GROUPS[group], __doc__=f"YAML section `{group}:`", **fields)
 
@@ -112,7 +128,9 @@ def group_model(group: str) -> type[StrictModel]:
 def top_level_fields() -> dict[str, Any]:
     """The run config's fields that come from the registry: each group, and each top-level stage."""
     fields: dict[str, Any] = {g: (group_model(g), Field(default_factory=group_model(g))) for g in GROUPS}
-    fields.update({e.key: _field(e) for e in ENTRIES if e.group is None})
+    for e in ENTRIES:
+        if e.group is None:
+            fields.setdefault(e.key, _field(e))
     return fields
 
 
@@ -131,7 +149,7 @@ def enabled_entries(cfg: Any, kind: Literal["document", "global"], group: str | 
             continue
         if group is None and e.group is not None and not hasattr(cfg, e.group):
             continue
-        if getattr(section_of(cfg, e), "enabled", True):
+        if getattr(section_of(cfg, e), e.switch, True):
             out.append(e)
     return out
 
