@@ -78,9 +78,14 @@ def build_default_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     work = Path(args.work) if args.work else out / "build"
     work.mkdir(parents=True, exist_ok=True)
-    print(f"building the labelled set from {args.shared_data} ...")
-    table, counts = build_default_set(args.shared_data)
-    pq.write_table(table, work / "labelled.parquet")
+    if args.labelled:  # a set an earlier build-default wrote: skips the ~2 min of extraction
+        table = pq.read_table(args.labelled)
+        counts = json.loads((Path(args.labelled).parent / "labelled-counts.json").read_text())
+    else:
+        print(f"building the labelled set from {args.shared_data} ...")
+        table, counts = build_default_set(args.shared_data)
+        pq.write_table(table, work / "labelled.parquet")
+        (work / "labelled-counts.json").write_text(json.dumps(counts, indent=2))
     print("labelled set: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     cfg = FastTextTrainConfig(train_only_domains=[WIKIPEDIA_DOMAIN], held_out_fraction=args.held_out_fraction, seed=args.seed)
     result = train_classifier(table, work, cfg, DEFAULT_MODEL_NAME)
@@ -117,6 +122,7 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--shared-data", default="../shared/data")
     b.add_argument("--out", default=str(Path(__file__).resolve().parent / "models"))
     b.add_argument("--work", help="folder for the labelled set and the .bin (default <out>/build)")
+    b.add_argument("--labelled", help="reuse the labelled.parquet of an earlier build (its --work folder)")
     b.add_argument("--held-out-fraction", type=float, default=0.4)
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=build_default_command)

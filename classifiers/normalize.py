@@ -28,7 +28,7 @@ def normalize(text: str | None, max_words: int = DEFAULT_MAX_WORDS) -> str:
     if not text:
         return ""
     if max_words > 0:
-        tokens = islice(_TOKEN_RE.finditer(text[: max_words * _CHARS_PER_WORD_BOUND]), max_words)
+        tokens = islice(_TOKEN_RE.finditer(text[: max_words * _CHARS_PER_WORD_BOUND].lower()), max_words)
     else:
-        tokens = _TOKEN_RE.finditer(text)
-    return " ".join(m.group() for m in tokens).lower()
+        tokens = _TOKEN_RE.finditer(text.lower())
+    return " ".join(m.group() for m in tokens)
