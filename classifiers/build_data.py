@@ -276,7 +276,6 @@ def positive_chunk(cfg: BuildDataConfig, urls: list[str]) -> tuple[pa.Table, dic
         except CdxError as err:
             counts.faults[f"index:{err.kind}"] += 1
             continue
-        counts.requests["cdx"] += 1
         hit = best_capture(hits)
         if hit is None:
             counts.faults["index:not_found" if not hits else "index:no_200_capture"] += 1
@@ -290,7 +289,7 @@ def positive_chunk(cfg: BuildDataConfig, urls: list[str]) -> tuple[pa.Table, dic
         counts.requests["data"] += attempts
         counts.fetched += 1
         records.append(FetchedRecord(data, hit.filename, hit.offset, hit.length))
-    counts.requests["cdx_retries"] += cdx.retries
+    counts.requests.update({"cdx": cdx.requests, "cdx_retries": cdx.retries})
     counts.requests["waited_s"] += cdx.limiter.waited_s + data_bucket.waited_s
     table = RecordPipeline(cfg).run(records, 1, POSITIVE_SOURCE, counts)
     counts.seconds = time.perf_counter() - t0

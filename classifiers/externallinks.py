@@ -19,6 +19,7 @@ not depend on the order of the dump and one pass with O(N) memory suffices.
 from __future__ import annotations
 
 import codecs
+import functools
 import gzip
 import hashlib
 import heapq
@@ -37,6 +38,8 @@ _VALUE_RE = re.compile(r"\s*(?:'(" + _STRING_BODY + r")'|([^,']*?))\s*(?:,|$)", 
 _INSERT_RE = re.compile(r"(?:INSERT|REPLACE)(?:\s+IGNORE)?\s+INTO\s+`?(\w+)`?\s*(?:\(([^)]*)\))?\s*VALUES\s*", re.I)
 _CREATE_RE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?`?(\w+)`?", re.I)
 _COLUMN_DEF_RE = re.compile(r"\s*`(\w+)`\s+\w")
+_DOMAIN_INDEX_RE = re.compile(r"(https?)://([^/:]*)(?::(\d+))?", re.I)
+_HTTP_URL_RE = re.compile(r"https?://[^/]", re.I)
 _ESCAPE_RE = re.compile(r"\\(.)|''", re.S)
 _ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a", "%": "\\%", "_": "\\_"}
 
@@ -68,13 +71,23 @@ def parse_values(inner: str) -> tuple[SqlValue, ...]:
         m = _VALUE_RE.match(inner, pos)
         if m is None or m.end() == pos:
             raise SqlDumpError(f"bad value at {inner[pos:pos + 60]!r}")
-        quoted, bare = m.group(1), m.group(2)
-        if quoted is not None:
-            out.append(_ESCAPE_RE.sub(_unescape, quoted))
-        else:
-            out.append(_bare(bare))
+        out.append(_value(m.group(1), m.group(2)))
         pos = m.end()
     return tuple(out)
+
+
+def _value(quoted: str | None, bare: str | None) -> SqlValue:
+    if quoted is not None:
+        return _ESCAPE_RE.sub(_unescape, quoted) if "\\" in quoted or "''" in quoted else quoted
+    return _bare(bare or "")
+
+
+@functools.lru_cache(maxsize=8)
+def _row_of(arity: int) -> re.Pattern:
+    """A regex for a whole row of `arity` values (one match instead of one per value: most of
+    the time of a dump pass is spent here)."""
+    value = r"\s*(?:'(" + _STRING_BODY + r")'|([^,'()\s]*))\s*"
+    return re.compile(r"\s*\(" + ",".join([value] * arity) + r"\)\s*([,;])", re.S)
 
 
 def _bare(token: str) -> SqlValue:
@@ -175,18 +188,25 @@ class SqlDumpReader:
 
     def _read_values(self, pos: int) -> Iterator[tuple[SqlValue, ...]]:
         """Rows of one INSERT statement from `pos`; returns the position after its `;`."""
+        fast: re.Pattern | None = None
         while True:
-            m = _ROW_RE.match(self._buf, pos)
-            if m is None:
-                # A row cut by the end of the buffer: read on (a row never ends inside a string
-                # or before its separator, so a partial row cannot match early).
-                if len(self._buf) - pos > self.max_row_bytes or not self._more():
-                    raise SqlDumpError(f"unterminated or malformed row in INSERT INTO {self.table}: "
-                                       f"{self._buf[pos:pos + 80]!r}")
-                continue
-            yield parse_values(m.group(1))
+            if fast is not None and (m := fast.match(self._buf, pos)) is not None:
+                groups = m.groups()
+                yield tuple(_value(groups[i], groups[i + 1]) for i in range(0, len(groups) - 1, 2))
+            else:
+                m = _ROW_RE.match(self._buf, pos)
+                if m is None:
+                    # A row cut by the end of the buffer: read on (a row never ends inside a
+                    # string or before its separator, so a partial row cannot match early).
+                    if len(self._buf) - pos > self.max_row_bytes or not self._more():
+                        raise SqlDumpError(f"unterminated or malformed row in INSERT INTO {self.table}: "
+                                           f"{self._buf[pos:pos + 80]!r}")
+                    continue
+                row = parse_values(m.group(1))
+                fast = _row_of(len(row))
+                yield row
             pos = m.end()
-            if m.group(2) == ";":
+            if m.group(m.re.groups) == ";":
                 return pos
             if pos > self.chunk_bytes:
                 self._buf, pos = self._buf[pos:], 0
@@ -195,7 +215,7 @@ class SqlDumpReader:
 def url_from_index(domain_index: str, path: str | None) -> str | None:
     """The URL of a modern externallinks row (MediaWiki's LinkFilter::reverseIndexes plus the
     path); None for schemes other than http(s) (mailto:, news:, ftp: ...)."""
-    m = re.fullmatch(r"(https?)://([^/:]*)(?::(\d+))?", domain_index, re.I)
+    m = _DOMAIN_INDEX_RE.fullmatch(domain_index)
     if m is None:
         return None
     scheme, host, port = m.group(1).lower(), m.group(2), m.group(3)
@@ -212,15 +232,27 @@ def url_from_index(domain_index: str, path: str | None) -> str | None:
 
 def link_url(row: tuple[SqlValue, ...], columns: tuple[str, ...]) -> str | None:
     """The http(s) URL of one externallinks row in either layout, else None."""
-    named = dict(zip(columns, row))
-    index = named.get("el_to_domain_index")
-    if isinstance(index, str) and index:
-        path = named.get("el_to_path")
-        return url_from_index(index, path if isinstance(path, str) else None)
-    to = named.get("el_to")
-    if isinstance(to, str) and re.match(r"https?://[^/]", to, re.I):
-        return to
-    return None
+    return _link_reader(columns)(row)
+
+
+@functools.lru_cache(maxsize=8)
+def _link_reader(columns: tuple[str, ...]) -> Callable[[tuple[SqlValue, ...]], str | None]:
+    """row -> URL for one column layout (the positions are looked up once, not per row)."""
+    index_at = columns.index("el_to_domain_index") if "el_to_domain_index" in columns else None
+    path_at = columns.index("el_to_path") if "el_to_path" in columns else None
+    to_at = columns.index("el_to") if "el_to" in columns else None
+
+    def read(row: tuple[SqlValue, ...]) -> str | None:
+        index = row[index_at] if index_at is not None else None
+        if isinstance(index, str) and index:
+            path = row[path_at] if path_at is not None else None
+            return url_from_index(index, path if isinstance(path, str) else None)
+        to = row[to_at] if to_at is not None else None
+        if isinstance(to, str) and _HTTP_URL_RE.match(to):
+            return to
+        return None
+
+    return read
 
 
 def externallinks_urls(stream: BinaryIO, counts: Counter | None = None) -> Iterator[str]:
@@ -250,7 +282,7 @@ def url_list(stream: BinaryIO, counts: Counter | None = None) -> Iterator[str]:
         if not line or line.startswith("#"):
             continue
         counts["rows"] += 1
-        if re.match(r"https?://[^/]", line, re.I):
+        if _HTTP_URL_RE.match(line):
             counts["urls"] += 1
             yield line
         else:

@@ -114,7 +114,7 @@ def best_capture(hits: list[CdxHit]) -> CdxHit | None:
 
 
 class CdxClient:
-    """Lookups in one crawl's CDX index. `retries` counts the retried requests (for stats)."""
+    """Lookups in one crawl's CDX index. `requests` and `retries` count what was sent (for stats)."""
 
     def __init__(self, api_url: str, crawl: str, policy: RetryPolicy, limiter: TokenBucket | None = None,
                  session: requests.Session | None = None) -> None:
@@ -122,6 +122,7 @@ class CdxClient:
         self.policy = policy
         self.limiter = limiter or TokenBucket(None)
         self.session = session or requests.Session()
+        self.requests = 0
         self.retries = 0
 
     def lookup(self, url: str) -> list[CdxHit]:
@@ -131,6 +132,7 @@ class CdxClient:
         failures = 0
         while True:
             self.limiter.acquire()
+            self.requests += 1
             wait_at_least = 0.0
             try:
                 resp = self.session.get(query, timeout=self.policy.timeout_s)

@@ -324,6 +324,8 @@ def test_config_errors_name_the_field(tmp_path):
         parse_build_config({**base, "negatives": {"window_byts": 1}})
     with pytest.raises(ConfigError, match="config file not found"):
         load_build_config(tmp_path / "missing.yaml")
+    example = load_build_config(Path(__file__).parents[1] / "examples" / "classifier-data.yaml")
+    assert example.common_crawl.cdx_url == "https://index.commoncrawl.org/" and example.negative_count == 10_000
 
 
 # ---------------------------------------------------------------------------------------------
