@@ -46,6 +46,7 @@ from curate.config import (
     CommonCrawlInput,
     ConfigError,
     ExtractConfig,
+    FiltersConfig,
     RayConfig,
     ReadConfig,
     RemoteInput,
@@ -53,7 +54,6 @@ from curate.config import (
     validate_section,
 )
 from curate.config_base import StrictModel
-from curate.filters.config import FiltersConfig
 from curate.pipeline.sources import RangeIgnored, RetryPolicy, TransferError
 
 log = logging.getLogger(__name__)
@@ -190,14 +190,15 @@ class RecordPipeline:
     """The pipeline's reading, extraction and heuristic filters over single fetched records."""
 
     def __init__(self, cfg: BuildDataConfig) -> None:
-        from curate import filters
+        from curate.pipeline import registry
         from curate.pipeline.extract import Extract
         from curate.pipeline.warc import WarcReader
 
         self.crawl = cfg.common_crawl.crawl
         self.data_url = cfg.common_crawl.data_url
         self.reader = WarcReader(cfg.read)
-        self.stages = [Extract(cfg.extract), *filters.build_stages(cfg.filters)]
+        # The registry's `filters:` stages in their order; never `classifiers:` (this data trains them).
+        self.stages = [Extract(cfg.extract), *registry.build_stages(cfg.filters, group="filters")]
 
     def run(self, records: list[FetchedRecord], label: int, source: str, counts: ChunkCounts) -> pa.Table:
         from curate.pipeline.sources import InputFile
