@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -111,7 +111,10 @@ class CommonCrawlIndexConfig(RemoteInput):
     """The crawl, its CDX index server and the data endpoint, with their rate limits."""
 
     crawl: str = Field(pattern=r"^CC-MAIN-\d{4}-\d{2}$", description="crawl id, e.g. CC-MAIN-2024-10")
+    index: Literal["cdx", "columnar"] = Field("cdx", description="look URLs up in the CDX server API, or in the columnar index (Parquet)")
     cdx_url: str = Field("https://index.commoncrawl.org/", description="CDX server API base (the crawl's `<crawl>-index` below it)")
+    columnar_url: str = Field("s3://commoncrawl/cc-index/table/cc-main/warc/",
+                              description="root of the columnar index table (hive partitions crawl=/subset=); s3:// needs AWS credentials")
     data_url: str = Field(COMMONCRAWL_HTTPS, description="where `filename`s of the index (and warc.paths.gz) are served")
     cdx_requests_per_s: float | None = Field(1.0, gt=0, description="index lookups a second, all workers together; null: no limit")
     data_requests_per_s: float | None = Field(20.0, gt=0, description="Range requests a second, all workers together; null: no limit")
@@ -271,9 +274,10 @@ def positive_chunk(cfg: BuildDataConfig, urls: list[str]) -> tuple[pa.Table, dic
     cdx = CdxClient(cc.cdx_url, cc.crawl, policy, TokenBucket(TokenBucket.per_worker(cc.cdx_requests_per_s, cfg.concurrency)), session)
     data_bucket = TokenBucket(TokenBucket.per_worker(cc.data_requests_per_s, cfg.concurrency))
     records: list[FetchedRecord] = []
+    columnar = _columnar_hits(cc, urls, counts) if cc.index == "columnar" else None
     for url in urls:
         try:
-            hits = cdx.lookup(url)
+            hits = cdx.lookup(url) if columnar is None else columnar.get(url, [])
         except CdxError as err:
             counts.faults[f"index:{err.kind}"] += 1
             continue
@@ -295,6 +299,19 @@ def positive_chunk(cfg: BuildDataConfig, urls: list[str]) -> tuple[pa.Table, dic
     table = RecordPipeline(cfg).run(records, 1, POSITIVE_SOURCE, counts)
     counts.seconds = time.perf_counter() - t0
     return table, counts.to_json()
+
+
+def _columnar_hits(cc: CommonCrawlIndexConfig, urls: list[str], counts: ChunkCounts) -> dict[str, list]:
+    """The chunk's captures from the columnar index, in one scan."""
+    from curate.pipeline.cc_index import ColumnarIndex
+    from curate.pipeline.warc import _domain_extractor, registered_domain
+
+    extractor = _domain_extractor()
+    domains = sorted({d for u in urls if (d := registered_domain(u, extractor))})
+    index = ColumnarIndex(cc.columnar_url, cc.crawl)
+    found = index.lookup_many(urls, domains)
+    counts.requests["columnar_scans"] += index.scans
+    return found
 
 
 def negative_chunk(cfg: BuildDataConfig, warc_filename: str, n: int, seed: str) -> tuple[pa.Table, dict]:

@@ -12,6 +12,9 @@
 - `sample_records(...)`: random response records of one WARC file: random byte windows, cut at
   the first gzip member that is a WARC record, complete members after it.
 
+- `ColumnarIndex.lookup_many(urls)`: the same captures from the columnar index (Parquet), one
+  scan per batch of URLs with the filter pushed down, for sets too large for the CDX server.
+
 The records are plain bytes, so any reader takes them; `curate classifier build-data` runs them
 through `pipeline.warc`, extraction and the filters.
 """
@@ -195,6 +198,51 @@ def fetch_record(data_url: str, hit: CdxHit, policy: RetryPolicy, **kwargs) -> t
 
 def _join(base: str, path: str) -> str:
     return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+class ColumnarIndex:
+    """Lookups in Common Crawl's columnar index: the Parquet table under
+    `s3://commoncrawl/cc-index/table/cc-main/warc/` (hive partitions `crawl=`, `subset=`), or a
+    copy of part of it. One scan per batch of URLs, with the filter pushed down to Parquet: the
+    files are sorted by SURT key, so the row-group statistics of `url_host_registered_domain`
+    skip all but the row groups of the batch's domains. URLs match exactly as crawled (the CDX
+    API also matches `http`/`https` and `www.` variants)."""
+
+    COLUMNS = ("url", "warc_filename", "warc_record_offset", "warc_record_length", "fetch_status",
+               "content_mime_type", "content_digest", "fetch_time")
+
+    def __init__(self, root: str, crawl: str) -> None:
+        import pyarrow.dataset as ds
+
+        self.dataset = ds.dataset(root, format="parquet", partitioning="hive")
+        self.crawl = crawl
+        self.scans = 0
+
+    def lookup_filter(self, urls: list[str], domains: list[str]):
+        import pyarrow.compute as pc
+
+        names = set(self.dataset.schema.names)
+        expr = pc.field("url_host_registered_domain").isin(domains) & pc.field("url").isin(urls)
+        if "crawl" in names:  # partition columns, when the root is above them
+            expr = expr & (pc.field("crawl") == self.crawl)
+        if "subset" in names:
+            expr = expr & (pc.field("subset") == "warc")
+        return expr
+
+    def lookup_many(self, urls: list[str], domains: list[str]) -> dict[str, list[CdxHit]]:
+        """url -> its captures, for every URL of the batch that has any."""
+        columns = [c for c in self.COLUMNS if c in self.dataset.schema.names]
+        table = self.dataset.to_table(columns=columns, filter=self.lookup_filter(urls, domains))
+        self.scans += 1
+        found: dict[str, list[CdxHit]] = {}
+        for row in table.to_pylist():
+            fetched = row.get("fetch_time")
+            found.setdefault(row["url"], []).append(CdxHit(
+                url=row["url"], filename=row["warc_filename"], offset=row["warc_record_offset"],
+                length=row["warc_record_length"], status=None if row.get("fetch_status") is None else str(row["fetch_status"]),
+                mime=row.get("content_mime_type"), digest=row.get("content_digest"),
+                timestamp=fetched.strftime("%Y%m%d%H%M%S") if fetched is not None else None))
+        return found
 
 
 # ---------------------------------------------------------------------------------------------

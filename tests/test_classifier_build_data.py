@@ -417,3 +417,70 @@ def test_fetch_faults_are_counted_per_kind(ray_session, cc, shared_data, tmp_pat
     assert counts["faults"] == {"fetch:range_ignored": 1}
     assert counts["fetched"] == 2 and counts["requests"]["data"] == 3  # the cut one took two requests
     assert sorted(table.column("url").to_pylist()) == sorted(order[1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# The columnar index
+
+
+def columnar_index(root: Path, lines: list[dict]) -> None:
+    """A copy of Common Crawl's columnar index layout and column names holding `lines`, sorted
+    by domain and URL like the real one (by SURT), in small row groups; and the same captures
+    under another crawl, at other offsets, which no lookup may return."""
+    import pyarrow as pa
+
+    from curate.pipeline.warc import _domain_extractor, registered_domain
+
+    extractor = _domain_extractor()
+    rows = sorted(({"url": h["url"], "url_host_registered_domain": registered_domain(h["url"], extractor),
+                    "warc_filename": h["filename"], "warc_record_offset": int(h["offset"]),
+                    "warc_record_length": int(h["length"]), "fetch_status": int(h["status"]),
+                    "content_mime_type": h["mime"], "content_digest": h.get("digest")} for h in lines),
+                  key=lambda r: (r["url_host_registered_domain"], r["url"]))
+    for crawl, shift in ((CRAWL, 0), ("CC-MAIN-2099-02", 7)):
+        folder = root / f"crawl={crawl}" / "subset=warc"
+        folder.mkdir(parents=True)
+        table = pa.Table.from_pylist([{**r, "warc_record_offset": r["warc_record_offset"] + shift} for r in rows])
+        pq.write_table(table, folder / "part-00000.parquet", row_group_size=16)
+
+
+def test_columnar_lookup_finds_the_cdx_captures_and_reads_few_row_groups(cc, shared_data, tmp_path):
+    from curate.pipeline.cc_index import ColumnarIndex
+    from curate.pipeline.warc import _domain_extractor, registered_domain
+
+    columnar_index(tmp_path / "warc", [v[0] for v in cc.cdx.values()])
+    index = ColumnarIndex(str(tmp_path / "warc"), CRAWL)
+    urls = manifest_urls(shared_data)[30:36] + ["https://not-crawled.example.org/x"]
+    extractor = _domain_extractor()
+    domains = sorted({registered_domain(u, extractor) for u in urls})
+    found = index.lookup_many(urls, domains)
+    assert set(found) == set(urls[:-1])
+    for url, hits in found.items():  # the very captures the CDX API gives
+        (cdx_hit,) = client(cc).lookup(url)
+        assert [(h.filename, h.offset, h.length, h.status) for h in hits] == \
+            [(cdx_hit.filename, cdx_hit.offset, cdx_hit.length, "200")]
+    # pushed down: the row-group statistics leave only the groups holding those domains
+    expr = index.lookup_filter(urls, domains)
+    (fragment,) = index.dataset.get_fragments(filter=expr)
+    kept = fragment.split_by_row_group(filter=expr, schema=index.dataset.schema)
+    assert fragment.num_row_groups == 25 and 1 <= len(kept) <= len(domains)  # 389 captures, 16 a group
+
+
+def test_chunk_through_the_columnar_index(cc, shared_data, tmp_path):
+    from curate.classifiers.build_data import positive_chunk
+
+    columnar_index(tmp_path / "warc", [v[0] for v in cc.cdx.values()])
+    urls = manifest_urls(shared_data)[40:43] + ["https://not-crawled.example.org/x"]
+    config = parse_build_config({
+        "positives": {"url_list": "unused.txt"},
+        "common_crawl": {"crawl": CRAWL, "index": "columnar", "columnar_url": str(tmp_path / "warc"),
+                         "data_url": cc.base_url, "cdx_url": "http://127.0.0.1:9/"},  # the CDX API is never asked
+        "output": {"path": str(tmp_path / "out")},
+        "filters": {name: {"enabled": False} for name in
+                    ("url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii")},
+    })
+    table, counts = positive_chunk(config, urls)
+    assert counts["found"] == counts["fetched"] == 3 and counts["faults"] == {"index:not_found": 1}
+    assert counts["requests"]["columnar_scans"] == 1 and "cdx" not in {k for k, v in counts["requests"].items() if v}
+    assert sorted(table.column("url").to_pylist()) == sorted(urls[:3])
+    assert not [k for k, _, _ in cc.log if k.startswith("cdx:")]
