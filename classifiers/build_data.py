@@ -1,11 +1,11 @@
 """`curate classifier build-data CONFIG`: a labelled training set for the Wikipedia-reference
 quality classifier, from Wikipedia's citations and a Common Crawl crawl.
 
-- Positives (label 1, source `wikipedia_cited`): URLs Wikipedia cites (an
+- Positives (label `wiki`, source `wikipedia_cited`): URLs Wikipedia cites (an
   `enwiki-*-externallinks.sql.gz` dump or a URL list), N sampled with a seed (optionally one per
   registered domain), each looked up in the crawl's CDX index and fetched as its single WARC
   record by HTTP Range.
-- Negatives (label 0, source `cc_random`): random response records of random WARC files of the
+- Negatives (label `cc`, source `cc_random`): random response records of random WARC files of the
   same crawl (`warc.paths.gz`).
 - Both go through the pipeline's own WARC reading, extraction and the configured `filters:`
   stages, so the classifier learns on text exactly as the pipeline will score it.
@@ -65,7 +65,7 @@ NEGATIVE_SOURCE = "cc_random"
 
 OUTPUT_SCHEMA = pa.schema([
     pa.field(schema.TEXT, pa.large_string()),
-    pa.field(LABEL, pa.int8()),  # 1 = cited by Wikipedia, 0 = random page of the crawl
+    pa.field(LABEL, pa.string()),  # the fastText label: `wiki` (cited by Wikipedia) or `cc` (random page)
     pa.field(schema.URL, pa.string()),  # the captured URL (WARC-Target-URI)
     pa.field(schema.DOMAIN, pa.string()),
     pa.field(SOURCE, pa.string()),
@@ -89,6 +89,7 @@ class PositivesConfig(StrictModel):
     count: int = Field(10_000, ge=1, description="URLs to sample (before index lookup and filters)")
     seed: int = 0
     one_per_domain: bool = Field(True, description="at most one URL per registered domain")
+    label: str = Field("wiki", pattern=r"^\S+$", description="the label of these rows (the classifier's positive label)")
 
     @model_validator(mode="after")
     def _one_source(self) -> PositivesConfig:
@@ -105,6 +106,7 @@ class NegativesConfig(StrictModel):
     seed: int = 0
     window_bytes: int = Field(1 << 19, ge=4096, description="bytes read at each random offset; records larger than this are never picked")
     per_window: int = Field(1, ge=1, description="records taken from one window (neighbours often share a site)")
+    label: str = Field("cc", pattern=r"^\S+$", description="the label of these rows")
 
 
 class CommonCrawlIndexConfig(RemoteInput):
@@ -203,7 +205,7 @@ class RecordPipeline:
         # The registry's `filters:` stages in their order; never `classifiers:` (this data trains them).
         self.stages = [Extract(cfg.extract), *registry.build_stages(cfg.filters, group="filters")]
 
-    def run(self, records: list[FetchedRecord], label: int, source: str, counts: ChunkCounts) -> pa.Table:
+    def run(self, records: list[FetchedRecord], label: str, source: str, counts: ChunkCounts) -> pa.Table:
         from curate.pipeline.sources import InputFile
         from curate.pipeline.warc import ReadReport
 
@@ -234,7 +236,7 @@ class RecordPipeline:
         counts.kept += kept.num_rows
         return pa.table({
             schema.TEXT: kept.column(schema.TEXT),
-            LABEL: pa.array([label] * kept.num_rows, pa.int8()),
+            LABEL: pa.array([label] * kept.num_rows, pa.string()),
             schema.URL: kept.column(schema.URL),
             schema.DOMAIN: kept.column(schema.DOMAIN),
             SOURCE: pa.array([source] * kept.num_rows, pa.string()),
@@ -296,7 +298,7 @@ def positive_chunk(cfg: BuildDataConfig, urls: list[str]) -> tuple[pa.Table, dic
         records.append(FetchedRecord(data, hit.filename, hit.offset, hit.length))
     counts.requests.update({"cdx": cdx.requests, "cdx_retries": cdx.retries})
     counts.requests["waited_s"] += cdx.limiter.waited_s + data_bucket.waited_s
-    table = RecordPipeline(cfg).run(records, 1, POSITIVE_SOURCE, counts)
+    table = RecordPipeline(cfg).run(records, cfg.positives.label, POSITIVE_SOURCE, counts)
     counts.seconds = time.perf_counter() - t0
     return table, counts.to_json()
 
@@ -330,17 +332,16 @@ def negative_chunk(cfg: BuildDataConfig, warc_filename: str, n: int, seed: str) 
         sampled = sample_records(f"{cc.data_url.rstrip('/')}/{warc_filename}", n, random.Random(seed), RetryPolicy.of(cc),
                                  window_bytes=cfg.negatives.window_bytes, per_window=cfg.negatives.per_window,
                                  session=requests.Session(), throttle=bucket.acquire, stats=stats)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # the file as a whole: missing, Range ignored, gave up
         counts.faults[_fetch_fault(err)] += 1
-        sampled = []
-    for rec in sampled:
-        records.append(FetchedRecord(rec.data, warc_filename, rec.offset, len(rec.data)))
+    else:
+        records = [FetchedRecord(rec.data, warc_filename, rec.offset, len(rec.data)) for rec in sampled]
+        if len(records) < n:  # the windows ran out before n distinct records turned up
+            counts.faults["sample:short"] += n - len(records)
     counts.found = counts.fetched = len(records)
-    if sampled and len(records) < n:  # the windows ran out before n distinct records turned up
-        counts.faults["sample:short"] += n - len(records)
     counts.requests.update({"data": stats.requests, "windows": stats.windows, "empty_windows": stats.empty_windows,
                             "waited_s": bucket.waited_s})
-    table = RecordPipeline(cfg).run(records, 0, NEGATIVE_SOURCE, counts)
+    table = RecordPipeline(cfg).run(records, cfg.negatives.label, NEGATIVE_SOURCE, counts)
     counts.seconds = time.perf_counter() - t0
     return table, counts.to_json()
 
@@ -370,7 +371,7 @@ def read_cited_urls(cfg: PositivesConfig) -> tuple[list[str], dict]:
 @dataclass
 class Chunk:
     name: str  # pos-00000 / neg-00000: its files under work/chunks/
-    label: int
+    positive: bool
     urls: list[str] = field(default_factory=list)  # positives
     warc_filename: str = ""  # negatives
     n: int = 0
@@ -391,14 +392,14 @@ def plan_negatives(cfg: BuildDataConfig) -> list[Chunk]:
     for i, filename in enumerate(files):
         share = total // len(files) + (1 if i < total % len(files) else 0)
         for part, start in enumerate(range(0, share, cfg.chunk_size)):
-            chunks.append(Chunk(f"neg-{len(chunks):05d}", 0, warc_filename=filename, n=min(cfg.chunk_size, share - start),
+            chunks.append(Chunk(f"neg-{len(chunks):05d}", False, warc_filename=filename, n=min(cfg.chunk_size, share - start),
                                 seed=f"{cfg.negatives.seed}:{filename}:{part}"))
     return chunks
 
 
 def _run_chunk(cfg: BuildDataConfig, chunk: Chunk, chunk_dir: str) -> dict:
     """Ray task body: process a chunk, write its rows, then its counts (the completion marker)."""
-    if chunk.label == 1:
+    if chunk.positive:
         table, counts = positive_chunk(cfg, chunk.urls)
     else:
         table, counts = negative_chunk(cfg, chunk.warc_filename, chunk.n, chunk.seed)
@@ -482,7 +483,7 @@ class DataBuilder:
         urls, source_info = self._positives()
         self.say(f"positives: {len(urls):,} URLs sampled from {source_info['input']} ({source_info.get('urls', 0):,} http(s) URLs read)")
         size = self.cfg.chunk_size
-        chunks = [Chunk(f"pos-{i // size:05d}", 1, urls=urls[i:i + size]) for i in range(0, len(urls), size)]
+        chunks = [Chunk(f"pos-{i // size:05d}", True, urls=urls[i:i + size]) for i in range(0, len(urls), size)]
         chunks += plan_negatives(self.cfg)
         done = {c.name: r for c in chunks if (r := self._done(c)) is not None}
         pending = [c for c in chunks if c.name not in done]
@@ -507,7 +508,7 @@ class DataBuilder:
     def _write_output(self, chunks: list[Chunk]) -> tuple[int, int]:
         """data.parquet: the chunks in plan order, one in memory at a time; a URL already taken
         for its label (two windows hit one record, or a page captured twice) is left out."""
-        seen: set[tuple[int, str]] = set()
+        seen: set[tuple[bool, str]] = set()
         rows = duplicates = 0
         tmp = self.out / f".data.parquet.{uuid.uuid4().hex}.tmp"
         compression = None if self.cfg.output.compression == "none" else self.cfg.output.compression
@@ -516,7 +517,7 @@ class DataBuilder:
                 table = pq.read_table(self.chunk_dir / f"{chunk.name}.parquet")
                 keep = []
                 for url in table.column(schema.URL).to_pylist():
-                    key = (chunk.label, url)
+                    key = (chunk.positive, url)
                     keep.append(key not in seen)
                     seen.add(key)
                 duplicates += keep.count(False)
@@ -530,7 +531,7 @@ class DataBuilder:
                 seconds: float, chunks_run: int) -> dict:
         per_class: dict[str, dict] = {}
         for chunk in chunks:
-            name = "positives" if chunk.label == 1 else "negatives"
+            name = "positives" if chunk.positive else "negatives"
             _sum_into(per_class.setdefault(name, {}), done[chunk.name])
         for c in per_class.values():  # the most common reasons first
             c["dropped"] = dict(sorted(c.get("dropped", {}).items(), key=lambda kv: -kv[1]))
