@@ -3,15 +3,14 @@
 - `CdxClient.lookup(url)`: the captures of one URL in one crawl, from the CDX server API
   (`https://index.commoncrawl.org/<crawl>-index?url=...&output=json`, one JSON object per line
   with `filename`, `offset`, `length`, `status`, `mime`, `digest`, `url`, `timestamp`). Requests
-  go through a token bucket (the index is one shared server: about one request a second is
-  polite) and are retried with exponential backoff on 429, 5xx and connection errors, waiting at
+  go through a token bucket (the index is one server shared by every user; build-data's default
+  is one request a second in total) and are retried with exponential backoff on 429, 5xx and connection errors, waiting at
   least as long as a `Retry-After` header asks.
 - `fetch_record(data_url, hit)`: exactly that capture's bytes (one gzip member: one WARC
   record), by `Range: bytes=offset-(offset+length-1)`, through the pipeline's own retrying HTTP
   stream (a short body is resumed, a server that ignores Range raises `RangeIgnored`).
 - `sample_records(...)`: random response records of one WARC file: random byte windows, cut at
   the first gzip member that is a WARC record, complete members after it.
-
 - `ColumnarIndex.lookup_many(urls)`: the same captures from the columnar index (Parquet), one
   scan per batch of URLs with the filter pushed down, for sets too large for the CDX server.
 
@@ -317,7 +316,8 @@ def sample_records(warc_url: str, n: int, rng: random.Random, policy: RetryPolic
     Each window of `window_bytes` starts at a uniformly random offset; its first `per_window`
     complete response members are taken (neighbouring records often share a site, so few per
     window keeps the sample spread). A record larger than a window cannot be taken: the sample
-    leans towards pages under `window_bytes` compressed (CC records are ~20-60 kB)."""
+    leans towards pages under `window_bytes` compressed (the CC responses in shared/data are
+    3-19 kB gzipped; the default window is 512 KiB)."""
     stats = stats if stats is not None else SampleStats()
     max_windows = max_windows if max_windows is not None else 4 * n + 4
     session = session or requests.Session()
@@ -327,10 +327,12 @@ def sample_records(warc_url: str, n: int, rng: random.Random, policy: RetryPolic
     if not size:
         raise TransferError(f"{warc_url}: the server did not say the file size")
     taken: dict[int, SampledRecord] = {}
-    while len(taken) < n and stats.windows < max_windows:
+    windows = 0
+    while len(taken) < n and windows < max_windows:
         start = rng.randrange(max(1, size - window_bytes // 2))
         length = min(window_bytes, size - start)
         buf, _, attempts = fetch_range(warc_url, start, length, policy, session=session, throttle=throttle)
+        windows += 1
         stats.windows += 1
         stats.requests += attempts
         got = 0
