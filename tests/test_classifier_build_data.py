@@ -342,6 +342,14 @@ def test_config_errors_name_the_field(tmp_path):
     assert example.common_crawl.cdx_url == "https://index.commoncrawl.org/" and example.negative_count == 10_000
 
 
+def test_cli_rejects_a_bad_config_naming_the_field_before_starting_ray(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"positives": {"url_list": "u.txt"}, "common_crawl": {"crawl": CRAWL, "cdx_rps": 2},
+                                   "output": {"path": str(tmp_path)}}))
+    assert main(["classifier", "build-data", str(bad)]) == 2
+    assert "common_crawl.cdx_rps: unknown key" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------------------
 # End to end: `curate classifier build-data CONFIG`
 
