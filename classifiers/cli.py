@@ -1,4 +1,4 @@
-"""`curate classifier train | eval | build-default` (registered by curate/cli.py)."""
+"""`curate classifier build-data | train | eval | build-default` (registered by curate/cli.py)."""
 
 from __future__ import annotations
 
@@ -101,8 +101,11 @@ def build_default_command(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(subparsers) -> None:
-    c = subparsers.add_parser("classifier", help="train, evaluate and build fastText quality classifiers")
+    from curate.classifiers.build_data_cli import add_build_data
+
+    c = subparsers.add_parser("classifier", help="the quality classifiers: their data, training and evaluation")
     sub = c.add_subparsers(dest="classifier_command", required=True)
+    add_build_data(sub)
 
     t = sub.add_parser("train", help="train on a labelled Parquet (text, label, url, domain, source), held out by domain")
     t.add_argument("data", help="labelled Parquet file")
