@@ -77,7 +77,7 @@ def _boilerplate(full: str, main: str) -> str:
 
 def build_default_set(shared_data: str | Path, log=print) -> tuple[pa.Table, dict]:
     """(labelled rows `text, label, url, domain, source`, counts per step)."""
-    from curate.config import ExtractConfig
+    from curate.pipeline.config import ExtractConfig
     from curate.filters.config import FiltersConfig
     from curate.pipeline.extract import Extract
 
