@@ -28,17 +28,12 @@ LABEL_PREFIX = "__label__"
 SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "wiki_quality.ftz"
 
 
-def load_fasttext(path: str | Path) -> Any:
-    # The inner class is what fasttext.load_model returns, minus its stderr deprecation notice.
-    from fasttext.FastText import _FastText
-
-    return _FastText(model_path=str(path))
-
-
 class Scorer:
     """P(positive label) of documents under a fastText model, text normalised once per call."""
 
     def __init__(self, model_path: str | Path, positive_label: str, max_words: int) -> None:
+        from curate.filters.lang import load_fasttext
+
         self.model = load_fasttext(model_path)
         labels = [label.removeprefix(LABEL_PREFIX) for label in self.model.get_labels()]
         if positive_label not in labels:
