@@ -27,13 +27,16 @@ EVAL_TSV = Path(__file__).resolve().parent / "data" / "topics_eval.tsv"
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def load_eval_set(data: Path, split: str = "all") -> list[dict]:
-    """Rows of the evaluation set with their extracted `text`."""
+def load_eval_set(data: Path, split: str = "all", with_text: bool = True) -> list[dict]:
+    """Rows of the evaluation set, with their extracted `text` unless `with_text` is false."""
     extract = Extract(ExtractConfig())
     rows = []
     with EVAL_TSV.open(newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh, delimiter="\t"):
             if split != "all" and r["split"] != split:
+                continue
+            if not with_text:
+                rows.append(r)
                 continue
             payload = gzip.open(data / "extraction" / r["source_path"]).read()
             text, _, reason = extract.extract_one(payload, None)
@@ -85,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = TopicsConfig(enabled=True, backend=args.backend, fasttext_dir=args.fasttext_dir)
     rows = load_eval_set(args.data, args.split)
-    result = evaluate(rows, cfg, load_eval_set(args.data, "dev") if args.split != "dev" else rows)
+    result = evaluate(rows, cfg, load_eval_set(args.data, "dev", with_text=False))
     print(f"{len(rows)} pages ({args.split}), backend {args.backend}")
     for axis, r in result.items():
         lab, maj = r["labeller"], r["majority"]

@@ -34,7 +34,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from curate import schema
 from curate.config_base import StrictModel
-from curate.pipeline.stage import Stage, scatter
+from curate.pipeline.stage import Stage
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.yaml")
 TOPIC_SCORE, FORMAT, FORMAT_SCORE = "topic_score", "format", "format_score"
@@ -239,8 +239,10 @@ class FastTextLabeller:
         return Labels(out["topic"][0], out["topic"][1], out["format"][0], out["format"][1])
 
 
-def distill(inputs: Sequence[str], teacher: Labels, out_dir: str | Path, epochs: int = 25, dim: int = 64) -> Path:
-    """Train topic.ftz and format.ftz on the teacher's labels of `inputs` (quantized, a few MB)."""
+def distill(inputs: Sequence[str], teacher: Labels, out_dir: str | Path, epochs: int = 50, dim: int = 64,
+            quantize_from: int = 10_000) -> Path:
+    """Train topic.ftz and format.ftz on the teacher's labels of `inputs`; from `quantize_from`
+    documents on they are quantized to a few MB (on less data quantizing loses most of the fit)."""
     import fasttext
 
     out = Path(out_dir)
@@ -250,9 +252,10 @@ def distill(inputs: Sequence[str], teacher: Labels, out_dir: str | Path, epochs:
             for text, label in zip(inputs, labels):
                 fh.write(f"{_label_token(label)} {_fasttext_line(text)}\n")
         try:
-            model = fasttext.train_supervised(fh.name, epoch=epochs, dim=dim, wordNgrams=2, minn=3, maxn=5,
-                                              lr=0.5, thread=1, seed=0, verbose=0)
-            model.quantize(input=fh.name, retrain=True, qnorm=True, cutoff=50_000, thread=1, verbose=0)
+            model = fasttext.train_supervised(fh.name, epoch=epochs, dim=dim, wordNgrams=2,
+                                              lr=1.0, thread=1, seed=0, verbose=0)
+            if len(inputs) >= quantize_from:
+                model.quantize(input=fh.name, retrain=True, qnorm=True, cutoff=50_000, thread=1, verbose=0)
             model.save_model(str(out / f"{axis}.ftz"))
         finally:
             os.unlink(fh.name)
@@ -270,41 +273,42 @@ class TopicLabels(Stage):
 
     name: ClassVar[str] = "topics"
     reason_namespaces: ClassVar[tuple[str, ...]] = ()
-    uses_model: ClassVar[bool] = True
-    output_fields: ClassVar[tuple[pa.Field, ...]] = OUTPUT_FIELDS
 
     def __init__(self, cfg: TopicsConfig) -> None:
         self.cfg = cfg
         self.labeller = build_labeller(cfg)
         self.labelled = 0
 
-    def resources(self):
+    @classmethod
+    def resources(cls, cfg: TopicsConfig):
         from curate.pipeline.stage import Resources
 
         # Its own actor pool: a model in memory, torch threads, and batches sized for the model.
-        return Resources(num_cpus=self.cfg.num_cpus, memory_gb=self.cfg.memory_gb, batch_size=self.cfg.batch_size)
+        return Resources(num_cpus=cfg.num_cpus, memory_gb=cfg.memory_gb, batch_size=cfg.batch_size)
+
+    @classmethod
+    def output_fields(cls, cfg: TopicsConfig) -> tuple[pa.Field, ...]:
+        return OUTPUT_FIELDS  # `topic` itself is a core column
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        mask = schema.active_mask(batch)
-        active = batch.filter(mask)
-        n = active.num_rows
-        values: dict[str, pa.Array] = {
-            schema.TOPIC: pa.nulls(n, pa.string()), TOPIC_SCORE: pa.nulls(n, pa.float32()),
-            FORMAT: pa.nulls(n, pa.string()), FORMAT_SCORE: pa.nulls(n, pa.float32()),
-        }
-        if n:
-            got = self.labeller.label(document_inputs(active.column(schema.TEXT).to_pylist(),
-                                                      active.column(schema.URL).to_pylist(), self.cfg))
-            values = {schema.TOPIC: pa.array(got.topic, pa.string()), TOPIC_SCORE: pa.array(got.topic_score),
-                      FORMAT: pa.array(got.format, pa.string()), FORMAT_SCORE: pa.array(got.format_score)}
-            self.labelled += n
+        active = np.asarray(schema.active_mask(batch).to_numpy(zero_copy_only=False), dtype=bool)
+        idx = np.flatnonzero(active)
+        n = batch.num_rows
+        topic, fmt = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
+        topic_score, format_score = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
+        if len(idx):
+            take = pa.array(idx)
+            got = self.labeller.label(document_inputs(batch.column(schema.TEXT).take(take).to_pylist(),
+                                                      batch.column(schema.URL).take(take).to_pylist(), self.cfg))
+            topic[idx], fmt[idx], topic_score[idx], format_score[idx] = got.topic, got.format, got.topic_score, got.format_score
+            self.labelled += len(idx)
+        values = {schema.TOPIC: pa.array(topic, pa.string()), FORMAT: pa.array(fmt, pa.string()),
+                  TOPIC_SCORE: pa.array(topic_score, mask=~active), FORMAT_SCORE: pa.array(format_score, mask=~active)}
         out = batch
         for name, arr in values.items():
-            col = scatter(mask, arr, arr.type)
-            if name in out.column_names:
-                out = out.set_column(out.schema.get_field_index(name), pa.field(name, arr.type), col)
-            else:
-                out = out.append_column(pa.field(name, arr.type), col)
+            field = pa.field(name, arr.type)
+            i = out.schema.get_field_index(name)
+            out = out.set_column(i, field, arr) if i >= 0 else out.append_column(field, arr)
         return out
 
     def stats(self) -> dict[str, Any]:
