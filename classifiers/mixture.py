@@ -152,7 +152,7 @@ def _dataset(refs: list, ctx: GlobalContext) -> ray.data.Dataset:
     import ray.data
 
     if not refs:
-        return ray.data.from_arrow(schema.empty(getattr(ctx, "schema", schema.DOC_SCHEMA)))
+        return ray.data.from_arrow(schema.empty(ctx.schema))
     return ray.data.from_arrow_refs(refs)
 
 

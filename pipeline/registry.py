@@ -14,7 +14,9 @@ the whole run, in their order.
 - Gopher repetition and quality, C4 (rewrites lines), FineWeb;
 - `filters.pii` last of the filters, so it redacts only documents the rules kept;
 - model-based classifiers (`classifiers.*`) on the filtered, redacted text;
-- global: exact dedup before MinHash (cheap exact groups first; MinHash then sees one copy).
+- global: exact dedup before MinHash (cheap exact groups first; MinHash then sees one copy);
+  per-site caps after dedup (copies must not count against a site); reweighting last, over
+  exactly the rows that will be written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, create_model
 
+from curate.classifiers.mixture import DomainCapsConfig, MixtureConfig
+from curate.classifiers.topics import TopicsConfig
 from curate.config_base import StrictModel
 from curate.dedup.config import DedupSettings, ExactConfig, MinHashConfig
 from curate.filters.config import (
@@ -78,8 +82,11 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("filters.c4", C4Config, "curate.filters.quality:C4Quality"),
     Entry("filters.fineweb", FineWebConfig, "curate.filters.quality:FineWebQuality"),
     Entry("filters.pii", PiiConfig, "curate.filters.pii:PiiRedactor"),
+    Entry("classifiers.topics", TopicsConfig, "curate.classifiers.topics:TopicLabels"),
     Entry("dedup.exact", ExactConfig, "curate.dedup.stages:ExactDedup", kind="global"),
     Entry("dedup.minhash", MinHashConfig, "curate.dedup.stages:MinHashDedup", kind="global"),
+    Entry("domain_caps", DomainCapsConfig, "curate.classifiers.mixture:DomainCaps", kind="global"),
+    Entry("mixture", MixtureConfig, "curate.classifiers.mixture:Reweight", kind="global"),
 )
 
 #: Groups of sections, with the settings they hold besides their stages' sections.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,3 +106,25 @@ def test_plan_counts_reasons_and_ray_tasks_report_tokens_per_domain(tmp_path, ra
         for d, t in e["domain_tokens"].items():
             per_domain[d] = per_domain.get(d, 0) + t
     assert sum(per_domain.values()) == sum(e["tokens"] for e in entries) > 0
+
+
+def test_shards_partitioned_by_topic_hold_one_topic_each_in_crawl_order(tmp_path):
+    rows = make_rows(90, 5)
+    topics = ["Science & Tech.", "Sports & Fitness", None]
+    rows = schema.set_column(rows, schema.TOPIC, [topics[i % 3] for i in range(rows.num_rows)])
+    files = split_into_files(rows, tmp_path, [20, 61], 2)
+    out = tmp_path / "out"
+    for sub in ("shards", "rejected"):
+        (out / sub).mkdir(parents=True)
+    plan = plan_shards(files, out, 10, "zstd", True, partition_by=schema.TOPIC)
+    entries = [write_shard(spec) for spec in plan.kept]
+    kept = rows.filter(pc.is_null(rows.column(schema.DROP_REASON)))
+    assert sum(e["rows"] for e in entries) == kept.num_rows
+    names = sorted(p.name for p in (out / "shards").glob("*.parquet"))
+    assert {n.rsplit("-", 1)[0] for n in names} == {"shard-science-tech", "shard-sports-fitness", "shard-none"}
+    for entry in entries:
+        t = pq.read_table(out / entry["path"])
+        assert set(t.column(schema.TOPIC).to_pylist()) == {entry.get("partition")}
+        keys = list(zip(t.column(schema.WARC_PATH).to_pylist(), t.column(schema.WARC_OFFSET).to_pylist()))
+        assert keys == sorted(keys) and t.num_rows <= 10
+    assert kept.num_rows == sum(pq.read_metadata(out / "shards" / n).num_rows for n in names)
