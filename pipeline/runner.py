@@ -453,7 +453,10 @@ class Runner:
             shutil.rmtree(self.out / sub, ignore_errors=True)
             (self.out / sub).mkdir(parents=True)
         out = self.cfg.output
-        plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text, registry.run_schema(self.cfg))
+        # Labelled runs write shards by topic, so a trainer or a user can take one topic's files.
+        partition = schema.TOPIC if self.cfg.classifiers.topics.enabled else None
+        plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text, registry.run_schema(self.cfg),
+                           partition_by=partition)
         specs = plan.kept + plan.rejected
         self._prog.start("shards", "write shards", total=len(specs), info="files")
         written = write_shards(specs, on_done=lambda _: self._prog.update("shards", advance=1))
