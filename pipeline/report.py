@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from curate import __version__, schema
+from curate.classifiers.mixture import mixture_manifest
 from curate.config import Config
 
 
@@ -112,8 +113,10 @@ def write_report(cfg: Config, out: Path, stats: dict, reports: list[dict], shard
         "rows": sum(s["rows"] for s in shards),
         "tokens": sum(s["tokens"] for s in shards),
         "token_count_method": "regex \\w+|[^\\w\\s] (tokenizer-free)",
-        # Natural mixture: each domain's share of kept tokens. Reweighting stages replace it.
-        "mixture": {"column": "domain", "weights": {d: round(t / total_tokens, 8) for d, t in sorted(domain_tokens.items())}},
+        # The reweighting stage's mixture (targets, tokens per label before/after, per-row `weight`);
+        # without it, the natural mixture: each domain's share of kept tokens.
+        "mixture": mixture_manifest(stats["global"])
+        or {"column": "domain", "weights": {d: round(t / total_tokens, 8) for d, t in sorted(domain_tokens.items())}},
     }
     _write(out / "stats.json", stats)
     _write(out / "manifest.json", manifest)
