@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -360,3 +361,43 @@ class Reweight(GlobalStage):
 def mixture_manifest(global_stats: dict[str, Any]) -> dict[str, Any] | None:
     """What the reweighting stage recorded for manifest.json, if it ran."""
     return (global_stats.get(Reweight.name) or {}).get("manifest")
+
+
+def plot_mixture(mixture: dict[str, Any], path: Path) -> None:
+    """Token shares per label before and after reweighting (and the targets), as a bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = sorted(mixture["shares_before"], key=lambda k: -mixture["shares_before"][k])
+    y = np.arange(len(labels))[::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(labels) + 1.6))
+    h = 0.38
+    ax.barh(y + h / 2, [mixture["shares_before"][k] for k in labels], h, color="#9aa5b1", label="before (natural)")
+    ax.barh(y - h / 2, [mixture["shares_after_realised"].get(k, 0) for k in labels], h, color="#3b7dd8", label="after (realised)")
+    ax.scatter([mixture["targets"].get(k, 0) for k in labels], y - h / 2, marker="|", s=120, color="black", label="target", zorder=3)
+    short = set(mixture["shortfall"])
+    ax.set_yticks(y, [f"{k} *" if k in short else k for k in labels])
+    ax.set_xlabel("share of tokens")
+    ax.set_title(f"mixture by {mixture['column']}" + (" (* too little data: taken whole)" if short else ""))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def mixture_markdown(mixture: dict[str, Any]) -> list[str]:
+    """The report's mixture table: token shares per label before, targeted and after."""
+    short = mixture["shortfall"]
+    lines = [f"## Mixture by {mixture['column']}", "", "![mixture](mixture.png)", "",
+             f"| {mixture['column']} | tokens before | share before | target | share after (realised) | weight |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for k in sorted(mixture["shares_before"], key=lambda k: -mixture["shares_before"][k]):
+        lines.append(f"| {k}{' *' if k in short else ''} | {mixture['tokens_before'][k]} | {mixture['shares_before'][k]:.3f} "
+                     f"| {mixture['targets'].get(k, 0):.3f} | {mixture['shares_after_realised'].get(k, 0):.3f} "
+                     f"| {mixture['sampling_weights'][k]:.3f} |")
+    if short:
+        lines += ["", f"\\* too little data for the target: taken whole ({mixture['max_repeats']:g} repeats), "
+                      "the other targets renormalised over the rest."]
+    return lines + [""]

@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_subcommands(sub)
+        from curate.train.mix_search import add_subcommands as add_mix_subcommands
+
+        add_mix_subcommands(sub)
     return p
 
 
