@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from curate import __version__, schema
-from curate.classifiers.mixture import mixture_manifest
+from curate.classifiers.mixture import mixture_manifest, mixture_markdown, plot_mixture
 from curate.config import Config
 
 
@@ -123,6 +123,8 @@ def write_report(cfg: Config, out: Path, stats: dict, reports: list[dict], shard
     (out / "report.md").write_text(render_markdown(stats, manifest))
     try:
         plot_funnel(stats, out / "funnel.png")
+        if manifest["mixture"].get("shares_before"):  # the reweighting stage ran
+            plot_mixture(manifest["mixture"], out / "mixture.png")
     except Exception:  # noqa: BLE001 -- a plot is a nicety; never fail a finished run for it
         pass
     return manifest
@@ -148,6 +150,8 @@ def render_markdown(stats: dict, manifest: dict) -> str:
                      f"| {f.get('cpu_seconds', '')} |")
     lines += ["", f"file errors: {stats['file_errors'] or 'none'}",
               f"shards: {len(manifest['shards'])} ({manifest['rows']} rows, {manifest['tokens']} tokens)", ""]
+    if manifest["mixture"].get("shares_before"):
+        lines += mixture_markdown(manifest["mixture"])
     return "\n".join(lines)
 
 
