@@ -391,12 +391,12 @@ def mixture_markdown(mixture: dict[str, Any]) -> list[str]:
     """The report's mixture table: token shares per label before, targeted and after."""
     short = mixture["shortfall"]
     lines = [f"## Mixture by {mixture['column']}", "", "![mixture](mixture.png)", "",
-             f"| {mixture['column']} | tokens before | share before | target | share after (realised) | weight |",
-             "|---|---:|---:|---:|---:|---:|"]
+             f"| {mixture['column']} | tokens before | share before | target | share after (expected) | share after (realised) | weight |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for k in sorted(mixture["shares_before"], key=lambda k: -mixture["shares_before"][k]):
         lines.append(f"| {k}{' *' if k in short else ''} | {mixture['tokens_before'][k]} | {mixture['shares_before'][k]:.3f} "
-                     f"| {mixture['targets'].get(k, 0):.3f} | {mixture['shares_after_realised'].get(k, 0):.3f} "
-                     f"| {mixture['sampling_weights'][k]:.3f} |")
+                     f"| {mixture['targets'].get(k, 0):.3f} | {mixture['shares_after'].get(k, 0):.3f} "
+                     f"| {mixture['shares_after_realised'].get(k, 0):.3f} | {mixture['sampling_weights'][k]:.3f} |")
     if short:
         lines += ["", f"\\* too little data for the target: taken whole ({mixture['max_repeats']:g} repeats), "
                       "the other targets renormalised over the rest."]

@@ -203,7 +203,9 @@ class EmbeddingLabeller:
         out = {}
         for axis in AXES:
             top, score = _softmax_top(sims[axis] / self.cfg.temperature + self.log_priors[axis])
-            out[axis] = ([self.labels[axis][i] for i in top], score.astype(np.float32))
+            # Rounded: padding a batch differently moves the float32 sums in their last bits, and
+            # shards must not depend on how documents were batched.
+            out[axis] = ([self.labels[axis][i] for i in top], np.round(score, 4).astype(np.float32))
         return Labels(out["topic"][0], out["topic"][1], out["format"][0], out["format"][1])
 
 
