@@ -11,6 +11,7 @@ or a crawl on a cluster. Same rows give byte-identical shards however the files 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -56,6 +57,7 @@ class ShardSpec:
     sources: list[tuple[str, np.ndarray]] = field(default_factory=list)
     # ...and `order` puts them into output order.
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    partition: str | None = None  # the value of the partition column all its rows share, if partitioned
 
 
 @dataclass
@@ -66,15 +68,15 @@ class ShardPlan:
     rows: int
 
 
-def _read_keys(files: Sequence[str]) -> pa.Table:
+def _read_keys(files: Sequence[str], extra: Sequence[str] = ()) -> pa.Table:
     parts = []
     for i, f in enumerate(files):
-        t = pq.read_table(f, columns=[*SORT_KEYS, schema.DROP_REASON])
+        t = pq.read_table(f, columns=[*SORT_KEYS, schema.DROP_REASON, *extra])
         n = t.num_rows
         parts.append(t.append_column("_file", pa.array(np.full(n, i, np.int32)))
                       .append_column("_row", pa.array(np.arange(n, dtype=np.int64))))
     if not parts:
-        return pa.table({**{k: pa.array([], schema.DOC_SCHEMA.field(k).type) for k in [*SORT_KEYS, schema.DROP_REASON]},
+        return pa.table({**{k: pa.array([], schema.DOC_SCHEMA.field(k).type) for k in [*SORT_KEYS, schema.DROP_REASON, *extra]},
                          "_file": pa.array([], pa.int32()), "_row": pa.array([], pa.int64())})
     return pa.concat_tables(parts)
 
@@ -95,17 +97,41 @@ def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder:
     return specs
 
 
+def partition_slug(value: str | None) -> str:
+    """A file-name-safe form of a partition value ("Science & Tech." -> "science-tech")."""
+    return re.sub(r"[^a-z0-9]+", "-", (value or "none").lower()).strip("-") or "none"
+
+
+def _kept_specs(files: Sequence[str], keys: pa.Table, kept: np.ndarray, out: Path, rows_per_shard: int,
+                compression: str, columns: pa.Schema, partition_by: str | None) -> list[ShardSpec]:
+    """Kept rows in output order; with `partition_by`, one run of shards per value of that column
+    (`shard-<value>-00000.parquet`, values in sorted order), so a shard holds one value."""
+    file_idx, rows = keys.column("_file").to_numpy()[kept], keys.column("_row").to_numpy()[kept]
+    if partition_by is None:
+        return _specs(files, file_idx, rows, out / "shards", "shard", rows_per_shard, compression, False, columns)
+    values = np.asarray(pc.fill_null(keys.column(partition_by), "").to_numpy(zero_copy_only=False)[kept], dtype=object)
+    specs = []
+    for value in sorted(set(values)):
+        sel = values == value
+        part = _specs(files, file_idx[sel], rows[sel], out / "shards", f"shard-{partition_slug(value or None)}",
+                      rows_per_shard, compression, False, columns)
+        for spec in part:
+            spec.partition = value or None
+        specs += part
+    return specs
+
+
 def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compression: str, rejected_text: bool,
-                columns: pa.Schema = schema.DOC_SCHEMA) -> ShardPlan:
+                columns: pa.Schema = schema.DOC_SCHEMA, partition_by: str | None = None) -> ShardPlan:
     """Read the sort keys of every row and cut the kept and rejected rows into shard specs."""
-    keys = _read_keys(files)
+    keys = _read_keys(files, [partition_by] if partition_by else [])
     keys = keys.take(pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in SORT_KEYS]))
     reason = keys.column(schema.DROP_REASON)
     reasons = Counter({r["values"]: r["counts"] for r in pc.value_counts(reason).to_pylist()})
     kept = pc.is_null(reason).to_numpy(zero_copy_only=False)
     file_idx, rows = keys.column("_file").to_numpy(), keys.column("_row").to_numpy()
     return ShardPlan(
-        kept=_specs(files, file_idx[kept], rows[kept], out / "shards", "shard", rows_per_shard, compression, False, columns),
+        kept=_kept_specs(files, keys, kept, out, rows_per_shard, compression, columns, partition_by),
         rejected=_specs(files, file_idx[~kept], rows[~kept], out / "rejected", "rejected", rows_per_shard, compression,
                         not rejected_text, columns),
         reasons=reasons,
@@ -136,13 +162,16 @@ def write_shard(spec: ShardSpec) -> dict:
     domains: Counter = Counter()
     for dom, t in zip(table.column(schema.DOMAIN).to_pylist(), tokens):
         domains[dom or "<none>"] += t
-    return {
+    entry = {
         "path": f"{Path(spec.folder).name}/{spec.name}",
         "rows": table.num_rows,
         "tokens": int(sum(tokens)),
         "bytes": path.stat().st_size,
         "domain_tokens": dict(domains),
     }
+    if spec.partition is not None:
+        entry["partition"] = spec.partition
+    return entry
 
 
 def write_shards(specs: Sequence[ShardSpec], on_done: Callable[[dict], None] | None = None) -> list[dict]:
