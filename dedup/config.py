@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from curate.config_base import StrictModel
@@ -36,7 +38,29 @@ class MinHashConfig(StrictModel):
         return self.num_bands * self.rows_per_band
 
 
+class ParagraphConfig(StrictModel):
+    """Paragraph (line) exact dedup, CCNet / Dolma style: repeated headers, footers, menus and
+    cookie banners are cut out of the text; a document left too short is dropped."""
+
+    enabled: bool = True
+    separator: str = Field("\n", min_length=1, description="paragraph separator (trafilatura puts one line per paragraph)")
+    mode: Literal["all_but_first", "threshold"] = Field(
+        "all_but_first",
+        description="all_but_first: keep only the first occurrence in crawl order (warc_path, warc_offset), as Dolma's BFF; "
+                    "threshold: remove every occurrence of a paragraph seen at least min_occurrences times in the run, as CCNet",
+    )
+    min_occurrences: int = Field(3, ge=2, description="threshold mode: occurrences in the run from which a paragraph is removed")
+    lowercase: bool = Field(True, description="compare paragraphs case-insensitively")
+    strip_punctuation: bool = Field(True, description="ignore Unicode punctuation and symbols")
+    collapse_whitespace: bool = Field(True, description="runs of whitespace count as one space; ends trimmed")
+    digits_to_zero: bool = Field(True, description="every digit counts as 0 (dates, counters, prices in footers), as CCNet")
+    min_chars: int = Field(
+        100, ge=0, description="a document left with fewer characters (ends trimmed) is dropped as dup:paragraph",
+    )
+
+
 class DedupConfig(StrictModel):
+    paragraph: ParagraphConfig = ParagraphConfig()
     exact: ExactConfig = ExactConfig()
     minhash: MinHashConfig = MinHashConfig()
     rows_per_partition: int = Field(

@@ -94,11 +94,19 @@ class _Units:
                          [(fn, lo, n, u, *args) for u, (_, lo, n) in enumerate(self.units)])
 
     def apply(self, updates: Out, reason: str) -> None:
-        """Write the updates (split by unit group) into their units' rows; the results become the units."""
+        """Write the updates (split by unit group) into their units' rows as duplicates with `reason`."""
+        self.rewrite(updates, _apply_updates, reason)
+
+    def rewrite(self, updates: Out, fn: Callable, *args: Any, extra: Out | None = None) -> Out:
+        """fn(rows of unit u, the updates of unit u, [extra piece u], *args) -> (new rows, counters)
+        once per unit; the new rows become the units. Returns the counters (one per unit)."""
         group = self.group_of()
-        out = run_layer(_apply_on_rows, [[[ref], updates.column(group[u])] for u, (ref, _, _) in enumerate(self.units)], (None,),
-                        [(u, lo, n, reason) for u, (_, lo, n) in enumerate(self.units)])
-        self.units = [(ref, 0, n) for ref, (_, _, n) in zip(out[0].pieces, self.units)]
+        inputs = [[[ref], updates.column(group[u]), [extra.pieces[u]] if extra is not None else []]
+                  for u, (ref, _, _) in enumerate(self.units)]
+        rows, counters = run_layer(_rewrite_rows, inputs, (None, None),
+                                   [(fn, u, lo, n, extra is not None, *args) for u, (_, lo, n) in enumerate(self.units)])
+        self.units = [(ref, 0, n) for ref, (_, _, n) in zip(rows.pieces, self.units)]
+        return counters
 
     def refs(self) -> list[ray.ObjectRef]:
         return [ref for ref, _, _ in self.units]
@@ -116,18 +124,19 @@ def _on_rows(block: pa.Table, fn: Callable, lo: int, n: int, *args: Any) -> Any:
     return fn(block.slice(lo, n), *args)
 
 
-def _apply_on_rows(block: pa.Table, updates: pa.Table | None, unit: int, lo: int, n: int, reason: str) -> pa.Table:
+def _rewrite_rows(block: pa.Table, updates: pa.Table | None, extra: Any, fn: Callable, unit: int, lo: int, n: int,
+                  has_extra: bool, *args: Any) -> tuple[pa.Table, dict[str, Any]]:
     if updates is not None:  # the updates of the unit's group: keep this unit's
         updates = updates.filter(pc.equal(updates.column("unit"), unit))
-    return _apply_updates(block.slice(lo, n), updates, reason)
+    docs = schema.conform(block.slice(lo, n))
+    return fn(docs, updates, *([extra] if has_extra else []), *args)
 
 
-def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> pa.Table:
+def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> tuple[pa.Table, dict[str, Any]]:
     """Rows `updates.row` get `dup_of` (and drop reason `reason`) where it is set, and
     `minhash_cluster` where the updates carry a cluster."""
-    docs = schema.conform(docs)
     if updates is None or updates.num_rows == 0:
-        return docs
+        return docs, {}
     pos = np.full(docs.num_rows, -1, np.int64)
     pos[updates.column("row").to_numpy()] = np.arange(updates.num_rows)
     take = pa.array(np.maximum(pos, 0), mask=pos < 0)
@@ -137,7 +146,7 @@ def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> pa.
     if "cluster" in updates.column_names:
         cluster = updates.column("cluster").take(take)
         docs = schema.set_column(docs, schema.MINHASH_CLUSTER, pc.coalesce(cluster, docs.column(schema.MINHASH_CLUSTER)))
-    return schema.mark_dropped(docs, pc.if_else(is_dup, pa.scalar(reason), pa.scalar(None, pa.string())))
+    return schema.mark_dropped(docs, pc.if_else(is_dup, pa.scalar(reason), pa.scalar(None, pa.string()))), {}
 
 
 def _address(docs: pa.Table, rows: np.ndarray, unit: int) -> dict[str, Any]:
