@@ -31,6 +31,11 @@ class MinHashConfig(StrictModel):
         0.7, ge=0.0, le=1.0,
         description="keep a candidate pair only if the Jaccard estimated from 8-bit sketches reaches this; null = trust LSH",
     )
+    verify_leaders: int = Field(
+        1000, ge=1,
+        description="with verification, each member of a band bucket is checked against every earlier member among "
+                    "the bucket's first this many (all pairs of smaller buckets)",
+    )
     max_iterations: int = Field(64, ge=1, description="connected-components rounds before giving up")
 
     @property

@@ -25,10 +25,10 @@ from curate import schema
 from curate.dedup.config import DedupConfig, ExactConfig, MinHashConfig
 from curate.dedup.minhash import SignatureBuilder, band_keys, sketch, sketch_jaccard
 from curate.dedup.shuffle import (
-    PART, Out, connected_components, digest_strings, edge_table, labels_of, local_components, node_ids,
+    PART, Out, connected_components, edge_table, labels_of, local_components, node_ids,
     partition_of, run_layer, survivor_order, wait_all,
 )
-from curate.dedup.text import hash_strings, normalize_text
+from curate.dedup.text import digest_strings, hash_strings, normalize_text
 from curate.pipeline.global_stage import GlobalContext, GlobalStage
 
 # Columns of the address rows that order two copies of one record: hash of warc_path, warc_offset.
@@ -193,12 +193,11 @@ def _exact_keys(docs: pa.Table, unit: int, kind: str, cfg: ExactConfig, num_part
     rows = np.flatnonzero(schema.active_mask(docs).to_numpy(zero_copy_only=False))
     column = docs.column(schema.URL if kind == "url" else schema.TEXT).take(pa.array(rows))
     values = normalize_url(column) if kind == "url" else normalize_text(column, cfg.lowercase, cfg.strip_punctuation, cfg.collapse_whitespace)
-    digests = digest_strings(values)
-    has = np.array([d is not None for d in digests], bool)
-    digests = [d for d in digests if d is not None]
+    has = pc.is_valid(values).to_numpy(zero_copy_only=False)
     rows = rows[has]
-    by = np.frombuffer(b"".join(d[:8] for d in digests), np.int64) if digests else np.zeros(0, np.int64)
-    return pa.table({"key": pa.array(digests, pa.binary()), **_address(docs, rows, unit), PART: partition_of(by, num_partitions)})
+    digests = digest_strings(values.filter(pa.array(has)))
+    key = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(rows), [None, pa.py_buffer(digests.tobytes())])
+    return pa.table({"key": key, **_address(docs, rows, unit), PART: partition_of(digests[:, 0].view(np.int64), num_partitions)})
 
 
 def _exact_resolve(keys: pa.Table | None, group_of_unit: np.ndarray) -> tuple[pa.Table, int]:
@@ -295,10 +294,18 @@ def _sketches(col: pa.ChunkedArray | pa.Array, num_perm: int) -> np.ndarray:
     return buf[col.offset * num_perm : (col.offset + len(col)) * num_perm].reshape(len(col), num_perm)
 
 
+# Sketch comparisons per vectorized pass while verifying a partition's buckets (~112 bytes each).
+_VERIFY_PAIRS = 1 << 18
+
+
 def _buckets(bands: pa.Table | None, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, dict[str, int]]:
-    """Band buckets of one partition -> candidate pairs (each member with the bucket's smallest
-    node), kept if their sketches agree enough -> this partition's components, as star edges in
-    both directions partitioned for the first large-star."""
+    """Band buckets of one partition -> candidate pairs -> (verified) edges -> this partition's
+    components, as star edges in both directions partitioned for the first large-star.
+
+    Without verification every bucket is one clique, so each member is linked to the bucket's
+    smallest node. With it, each member is checked against every earlier member among the
+    bucket's first `verify_leaders` (all pairs of a bucket up to that size): a similar pair B-C
+    is found even when the smallest node is unlike both."""
     if bands is None or bands.num_rows == 0:
         e = np.zeros(0, np.int64)
         return edge_table(e, e, num_partitions), {"candidate_pairs": 0, "verified_pairs": 0}
@@ -306,16 +313,29 @@ def _buckets(bands: pa.Table | None, cfg: MinHashConfig, num_partitions: int) ->
     order = np.lexsort((nodes, keys))
     k, n = keys[order], nodes[order]
     new = np.concatenate([[True], k[1:] != k[:-1]])
-    anchor = np.maximum.accumulate(np.where(new, np.arange(k.size), 0))
-    member = ~new & (n != n[anchor])
-    candidates = int(member.sum())
-    if cfg.verify_jaccard is not None and candidates:
-        sk = _sketches(bands.column("sketch"), cfg.num_perm)
-        pos = np.flatnonzero(member)
-        similar = sketch_jaccard(sk[order[pos]], sk[order[anchor[pos]]]) >= cfg.verify_jaccard
-        member[pos[~similar]] = False
-    u, v = local_components(n[anchor[member]], n[member])
-    return edge_table(u, v, num_partitions, both=True), {"candidate_pairs": candidates, "verified_pairs": int(member.sum())}
+    start = np.maximum.accumulate(np.where(new, np.arange(k.size), 0))
+    if cfg.verify_jaccard is None:
+        member = ~new & (n != n[start])
+        u, v = local_components(n[start[member]], n[member])
+        return edge_table(u, v, num_partitions, both=True), {"candidate_pairs": int(member.sum()), "verified_pairs": int(member.sum())}
+    sk = _sketches(bands.column("sketch"), cfg.num_perm)
+    partners = np.minimum(np.arange(k.size) - start, cfg.verify_leaders)  # earlier members position q is checked against
+    cum = np.cumsum(partners)
+    cuts = np.searchsorted(cum, np.arange(_VERIFY_PAIRS, max(int(cum[-1]), 1), _VERIFY_PAIRS), side="left")
+    us, vs, candidates = [], [], 0
+    for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [k.size]])):
+        q = np.repeat(np.arange(lo, hi), partners[lo:hi])  # pairs (p, q): p from q's bucket start on
+        p = start[q] + np.arange(q.size) - np.repeat(cum[lo:hi] - partners[lo:hi] - (cum[lo - 1] if lo else 0), partners[lo:hi])
+        distinct = n[p] != n[q]
+        p, q = p[distinct], q[distinct]
+        candidates += p.size
+        similar = sketch_jaccard(sk[order[p]], sk[order[q]]) >= cfg.verify_jaccard
+        us.append(n[p[similar]])
+        vs.append(n[q[similar]])
+    u, v = np.concatenate(us), np.concatenate(vs)
+    verified = u.size
+    u, v = local_components(u, v)
+    return edge_table(u, v, num_partitions, both=True), {"candidate_pairs": candidates, "verified_pairs": verified}
 
 
 def _members(edges: pa.Table | None, info: pa.Table | None, num_partitions: int) -> pa.Table:
