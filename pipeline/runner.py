@@ -331,7 +331,7 @@ class Runner:
             tmp = self.global_dir / f".{k}-{stage.name}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             (tmp / "work").mkdir(parents=True)
-            ctx = GlobalContext(work_dir=tmp / "work", num_cpus=num_cpus, input_files=list(current))
+            ctx = GlobalContext(work_dir=tmp / "work", num_cpus=num_cpus, input_files=list(current), run_dir=self.out)
             t0 = time.perf_counter()
             ds = ray.data.read_parquet(current, schema=schema.DOC_SCHEMA) if current else ray.data.from_arrow(schema.empty())
             out = stage.run(ds, ctx)
