@@ -64,10 +64,21 @@ class ParagraphConfig(StrictModel):
     )
 
 
+class EarlierConfig(StrictModel):
+    """Dedup against earlier runs: every run writes `<output>/dedup-index/` (hashes and band keys of
+    the documents it kept); documents duplicate to what a listed run kept are dropped as
+    `dup:earlier:<that run's folder name>`."""
+
+    enabled: bool = True
+    runs: list[str] = Field(default_factory=list, description="output folders (or dedup-index folders) of earlier runs")
+    write_index: bool = Field(True, description="write this run's index into its output folder")
+
+
 class DedupConfig(StrictModel):
     paragraph: ParagraphConfig = ParagraphConfig()
     exact: ExactConfig = ExactConfig()
     minhash: MinHashConfig = MinHashConfig()
+    earlier: EarlierConfig = EarlierConfig()
     rows_per_partition: int = Field(
         10_000, ge=1, description="documents per shuffle partition (at least 2 partitions per CPU): bounds one task's memory"
     )

@@ -251,10 +251,9 @@ class ExactDedup(GlobalStage):
 # --- MinHash
 
 
-def _sign(docs: pa.Table, unit: int, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, pa.Table]:
-    """Band rows (key, node[, sketch]) partitioned by band key, and the address rows (node, id,
-    score, unit, row) partitioned by node, of the active documents that have shingles."""
-    docs = schema.conform(docs)
+def _signed(docs: pa.Table, cfg: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures, rows) of the active documents that have shingles, signed a few MiB of text at
+    a time (that bounds the shingle arrays)."""
     active = np.flatnonzero(schema.active_mask(docs).to_numpy(zero_copy_only=False))
     builder = SignatureBuilder(cfg.ngram, cfg.num_perm, cfg.seed)
     texts = docs.column(schema.TEXT).take(pa.array(active)).combine_chunks()
@@ -262,12 +261,19 @@ def _sign(docs: pa.Table, unit: int, cfg: MinHashConfig, num_partitions: int) ->
     cuts = np.searchsorted(np.cumsum(sizes), np.arange(_SIGN_BYTES, max(sizes.sum(), 1), _SIGN_BYTES), side="right")
     sigs, keep = [], []
     for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [active.size]])):
-        if hi > lo:  # a slice of the block at a time bounds the shingle arrays
+        if hi > lo:
             sig, has = builder(texts.slice(lo, hi - lo))
             sigs.append(sig[has])
             keep.append(active[lo:hi][has])
     sig = np.concatenate(sigs) if sigs else np.zeros((0, cfg.num_perm), np.uint32)
-    rows = np.concatenate(keep) if keep else np.zeros(0, np.int64)
+    return sig, np.concatenate(keep) if keep else np.zeros(0, np.int64)
+
+
+def _sign(docs: pa.Table, unit: int, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, pa.Table]:
+    """Band rows (key, node[, sketch]) partitioned by band key, and the address rows (node, id,
+    score, unit, row) partitioned by node, of the active documents that have shingles."""
+    docs = schema.conform(docs)
+    sig, rows = _signed(docs, cfg)
     node = node_ids(_record_keys(docs.take(pa.array(rows))))
     keys = band_keys(sig, cfg.num_bands, cfg.rows_per_band).reshape(-1)
     bands: dict[str, Any] = {"key": keys, "node": np.repeat(node, cfg.num_bands)}
