@@ -1,7 +1,7 @@
 """Dedup against earlier runs, and this run's index for later ones.
 
 Every run writes `<output>/dedup-index/`: one row per document it kept (id, the 128-bit digest
-of its normalised text as exact dedup computes it, its MinHash band keys and 8-bit sketch;
+of its normalised text, its MinHash band keys and 8-bit sketch, under `dedup.earlier`'s own key settings;
 ~250 bytes a document, no text) in Parquet part files, and `index.json` last (run label, the
 settings the keys depend on, the files). A run that names earlier runs (`dedup.earlier.runs`:
 their output folders or index folders) drops every document exact- or near-duplicate to
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import ray.data
 
 from curate import schema
-from curate.dedup.config import EarlierConfig, ExactConfig, MinHashConfig
+from curate.dedup.config import EarlierConfig, MinHashKeys, TextKey
 from curate.dedup.minhash import band_keys, sketch, sketch_jaccard
 from curate.dedup.shuffle import PART, Out, partition_of, run_layer, wait_all
 from curate.dedup.stages import _sketches, _signed, _Units
@@ -49,13 +49,11 @@ INDEX_FORMAT = 1
 REASON_PREFIX = "dup:earlier:"
 
 
-def _key_settings(exact: ExactConfig, minhash: MinHashConfig) -> dict[str, Any]:
+def _key_settings(text: TextKey, minhash: MinHashKeys) -> dict[str, Any]:
     """What the index keys depend on: two runs' keys compare only if these agree."""
     return {
-        "exact": {"lowercase": exact.lowercase, "collapse_whitespace": exact.collapse_whitespace,
-                  "strip_punctuation": exact.strip_punctuation},
-        "minhash": {"ngram": minhash.ngram, "num_bands": minhash.num_bands, "rows_per_band": minhash.rows_per_band,
-                    "seed": minhash.seed},
+        "text": text.model_dump(),
+        "minhash": minhash.model_dump(include={"ngram", "num_bands", "rows_per_band", "seed"}),
     }
 
 
@@ -71,7 +69,7 @@ def read_index_meta(path: str, settings: dict[str, Any]) -> tuple[Path, dict[str
     for section, values in settings.items():
         for key, value in values.items():
             if meta["settings"][section][key] != value:
-                raise ValueError(f"dedup.earlier.runs: {path} was indexed with dedup.{section}.{key}="
+                raise ValueError(f"dedup.earlier.runs: {path} was indexed with dedup.earlier.{section}.{key}="
                                  f"{meta['settings'][section][key]!r}, this run has {value!r}: their keys do not compare")
     return folder, meta
 
@@ -84,13 +82,13 @@ def _fixed(values: np.ndarray, width: int) -> pa.FixedSizeBinaryArray:
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), values.shape[0], [None, pa.py_buffer(np.ascontiguousarray(values).tobytes())])
 
 
-def _current_keys(docs: pa.Table, unit: int, exact: ExactConfig, minhash: MinHashConfig,
+def _current_keys(docs: pa.Table, unit: int, text: TextKey, minhash: MinHashKeys,
                   num_partitions: int) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Exact rows (d0, d1, unit, row) by digest, band rows (key, sketch, unit, row) by band key,
     and the index rows (row, id, digest, bands, sketch) of the active documents with shingles."""
     sig, rows = _signed(docs, minhash)
     texts = docs.column(schema.TEXT).take(pa.array(rows))
-    d = digest_strings(normalize_text(texts, exact.lowercase, exact.strip_punctuation, exact.collapse_whitespace))
+    d = digest_strings(normalize_text(texts, text.lowercase, text.strip_punctuation, text.collapse_whitespace))
     keys = band_keys(sig, minhash.num_bands, minhash.rows_per_band)
     sk = sketch(sig)
     where = {"unit": np.full(rows.size, unit, np.int64), "row": rows.astype(np.int64)}
@@ -105,7 +103,7 @@ def _current_keys(docs: pa.Table, unit: int, exact: ExactConfig, minhash: MinHas
     return exact_rows, band_rows, index_rows
 
 
-def _earlier_keys(_: None, path: str, rank: int, minhash: MinHashConfig, num_partitions: int) -> tuple[pa.Table, pa.Table]:
+def _earlier_keys(_: None, path: str, rank: int, minhash: MinHashKeys, num_partitions: int) -> tuple[pa.Table, pa.Table]:
     """The exact and band rows of one earlier index file, tagged with the run's rank."""
     index = pq.read_table(path)
     n = index.num_rows
@@ -127,7 +125,7 @@ def _pairs(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _match(cur_exact: pa.Table | None, old_exact: pa.Table | None, cur_bands: pa.Table | None, old_bands: pa.Table | None,
-           minhash: MinHashConfig, group_of_unit: np.ndarray) -> tuple[pa.Table, dict[str, int]]:
+           minhash: MinHashKeys, group_of_unit: np.ndarray) -> tuple[pa.Table, dict[str, int]]:
     """Current documents whose digest, or a band key with agreeing sketches, is in an earlier
     index: (unit, row, rank, kind 0 exact / 1 near, dup_of) partitioned by unit group."""
     found = []
@@ -192,33 +190,35 @@ class EarlierRunsDedup(GlobalStage):
     name: ClassVar[str] = "dedup_earlier"
     reason_namespaces: ClassVar[tuple[str, ...]] = ("dup:earlier",)
 
-    def __init__(self, cfg: EarlierConfig, exact: ExactConfig, minhash: MinHashConfig, rows_per_partition: int = 10_000) -> None:
-        self.cfg, self.exact, self.minhash = cfg, exact, minhash
-        self.rows_per_partition = rows_per_partition
-        self.settings = _key_settings(exact, minhash)
+    def __init__(self, cfg: EarlierConfig) -> None:
+        self.cfg = cfg
+        self.settings = _key_settings(cfg.text, cfg.minhash)
         # Read (and checked) before any work: a bad path fails the run at its start.
         self.earlier = [read_index_meta(path, self.settings) for path in cfg.runs]
 
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
         t0 = time.perf_counter()
+        writes = self.cfg.write_index and ctx.run_dir is not None
+        if not writes and not self.earlier:
+            return ds  # nothing to match and nowhere to write
         index_dir = None
-        if self.cfg.write_index and ctx.run_dir is not None:
+        if writes:
             index_dir = Path(ctx.run_dir) / INDEX_DIR
             shutil.rmtree(index_dir, ignore_errors=True)
             index_dir.mkdir(parents=True)
-        units = _Units(ds, ctx, self.rows_per_partition)
+        units = _Units(ds, ctx)
         parts, every = units.num_partitions, range(units.num_partitions)
-        exact_rows, band_rows, index_rows = units.scatter(_current_keys, (parts, parts, None), self.exact, self.minhash, parts)
+        exact_rows, band_rows, index_rows = units.scatter(_current_keys, (parts, parts, None), self.cfg.text, self.cfg.minhash, parts)
         files = [(str(folder / f), rank) for rank, (folder, meta) in enumerate(self.earlier) for f in meta["files"]]
         labels = [meta["run"] if [m["run"] for _, m in self.earlier].count(meta["run"]) == 1 else f"{meta['run']}#{rank}"
                   for rank, (_, meta) in enumerate(self.earlier)]  # two runs in folders of one name stay apart
         matches = Out([])
         if files:
             old_exact, old_bands = run_layer(_earlier_keys, [[[]] for _ in files], (parts, parts),
-                                             [(path, rank, self.minhash, parts) for path, rank in files])
+                                             [(path, rank, self.cfg.minhash, parts) for path, rank in files])
             matches, pairs = run_layer(
                 _match, [[exact_rows.column(p), old_exact.column(p), band_rows.column(p), old_bands.column(p)] for p in every],
-                (units.num_groups, None), [(self.minhash, units.group_of())] * parts)
+                (units.num_groups, None), [(self.cfg.minhash, units.group_of())] * parts)
             ctx.stats["matched_pairs"] = sum(c["pairs"] for c in pairs.get())
         del exact_rows, band_rows
         counters = units.rewrite(matches, _drop_and_index, labels, str(index_dir) if index_dir else None, extra=index_rows)

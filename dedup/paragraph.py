@@ -174,13 +174,12 @@ class ParagraphDedup(GlobalStage):
     name: ClassVar[str] = "dedup_paragraph"
     reason_namespaces: ClassVar[tuple[str, ...]] = ("dup:paragraph",)
 
-    def __init__(self, cfg: ParagraphConfig, rows_per_partition: int = 10_000) -> None:
+    def __init__(self, cfg: ParagraphConfig) -> None:
         self.cfg = cfg
-        self.rows_per_partition = rows_per_partition
 
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
         t0 = time.perf_counter()
-        units = _Units(ds, ctx, self.rows_per_partition)
+        units = _Units(ds, ctx)
         parts = units.num_partitions
         (keys,) = units.scatter(_keys, (parts,), self.cfg, parts)
         updates, counts = run_layer(_resolve, [[keys.column(p)] for p in range(parts)], (units.num_groups, None),

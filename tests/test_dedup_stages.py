@@ -21,9 +21,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from curate import schema
-from curate.dedup import DedupConfig, build_global_stages
+from curate.config import DedupConfig
+from curate.pipeline.registry import build_stages
 from curate.dedup.shuffle import Out, connected_components, edge_table, labels_of, local_components, split_by_part
 from curate.dedup import stages
+from curate.dedup.earlier import EarlierRunsDedup
+from curate.dedup.paragraph import ParagraphDedup
+from curate.dedup.semantic import SemanticDedup
 from curate.dedup.stages import ExactDedup, MinHashDedup
 from curate.pipeline.global_stage import GlobalContext
 
@@ -59,7 +63,7 @@ def _run(ray_session, table: pa.Table, cfg: DedupConfig, blocks: int, num_cpus: 
 
     ds = ray.data.read_parquet(files, schema=schema.DOC_SCHEMA) if files else ray.data.from_arrow(table).repartition(blocks).materialize()
     stats = []
-    for stage in build_global_stages(cfg):
+    for stage in build_stages(cfg, "global", group="dedup"):
         ctx = GlobalContext(work_dir=Path(tempfile.mkdtemp()), num_cpus=num_cpus, input_files=files or [])
         ds = stage.run(ds, ctx)
         stats.append(ctx.stats)
@@ -108,7 +112,7 @@ def test_rejected_and_unrelated_rows_are_untouched(result):
 
 
 def test_stats_count_duplicates_clusters_and_seconds(result):
-    exact, fuzzy = result[1]
+    exact, fuzzy = result[1][:2]
     assert exact["duplicates_exact"] == 8
     assert fuzzy["duplicates_minhash"] == 10
     assert fuzzy["cluster_size_histogram"] == {"2": 10}
@@ -120,12 +124,13 @@ _ONE_WORKER = """
 import sys, tempfile
 from pathlib import Path
 import pyarrow as pa, pyarrow.parquet as pq, ray
-from curate.dedup import DedupConfig, build_global_stages
+from curate.config import DedupConfig
+from curate.pipeline.registry import build_stages
 from curate.pipeline.global_stage import GlobalContext
 ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
 ray.data.DataContext.get_current().enable_progress_bars = False
 ds = ray.data.from_arrow(pq.read_table(sys.argv[1])).materialize()
-for stage in build_global_stages(DedupConfig()):
+for stage in build_stages(DedupConfig(), "global", group="dedup"):
     ds = stage.run(ds, GlobalContext(work_dir=Path(tempfile.mkdtemp()), num_cpus=1))
 pq.write_table(pa.concat_tables(ray.get(ds.to_arrow_refs())).sort_by("id"), sys.argv[2])
 """
@@ -254,9 +259,12 @@ def test_local_components_are_stars_on_the_smallest_node(edges):
 def test_config_is_strict_and_stages_come_in_order():
     with pytest.raises(ValidationError, match="bandz"):
         DedupConfig.model_validate({"minhash": {"bandz": 3}})
-    stages = build_global_stages(DedupConfig())
-    assert [type(s) for s in stages] == [ExactDedup, MinHashDedup]
-    assert build_global_stages(DedupConfig.model_validate({"exact": {"enabled": False}, "minhash": {"enabled": False}})) == []
+    stages = build_stages(DedupConfig(), "global", group="dedup")
+    assert [type(s) for s in stages] == [ExactDedup, MinHashDedup, ParagraphDedup, EarlierRunsDedup]
+    off = {k: {"enabled": False} for k in ("exact", "minhash", "paragraph", "earlier")}
+    assert build_stages(DedupConfig.model_validate(off), "global", group="dedup") == []
+    assert [type(s) for s in build_stages(DedupConfig.model_validate({**off, "semantic": {"enabled": True}}), "global",
+                                          group="dedup")] == [SemanticDedup]
     assert DedupConfig().minhash.num_perm == 112
 
 
