@@ -61,7 +61,7 @@ class _Embedder:
         self.max_chars = 8 * max_tokens  # the tokenizer need not see what is cut off anyway
         self.batch_size = batch_size
 
-    def embed(self, block: pa.Table, lo: int, n: int, unit: int) -> pa.Table:
+    def embed(self, block: pa.Table, lo: int, n: int, unit: int) -> tuple[pa.Table, int]:
         docs = schema.conform(block.slice(lo, n))
         texts = docs.column(schema.TEXT)
         rows = np.flatnonzero(pc.and_(schema.active_mask(docs), pc.is_valid(texts)).to_numpy(zero_copy_only=False))
@@ -70,11 +70,7 @@ class _Embedder:
                                 show_progress_bar=False).astype(np.float32) if cut else np.zeros((0, DIM), np.float32)
         node = node_ids(_record_keys(docs.take(pa.array(rows))))
         vec = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * DIM), rows.size, [None, pa.py_buffer(emb.tobytes())])
-        return pa.table({"node": node, "vector": vec, **_address(docs, rows, unit)})
-
-
-def _num_rows(emb: pa.Table) -> int:
-    return emb.num_rows
+        return pa.table({"node": node, "vector": vec, **_address(docs, rows, unit)}), int(rows.size)
 
 
 def _smallest_nodes(emb: pa.Table, k: int) -> np.ndarray:
@@ -157,11 +153,11 @@ class SemanticDedup(GlobalStage):
         parts = units.num_partitions
         actor = ray.remote(num_cpus=1)(_Embedder)
         pool = [actor.remote(cfg.max_tokens, cfg.batch_size) for _ in range(max(1, min(ctx.num_cpus, len(units))))]
-        emb = [pool[u % len(pool)].embed.remote(ref, lo, n, u) for u, (ref, lo, n) in enumerate(units.units)]
-        embedded = Out([[r] for r in emb])
-        (sizes,) = run_layer(_num_rows, [[[r]] for r in emb], (None,))
-        counts = sizes.get()
-        for a in pool:
+        calls = [pool[u % len(pool)].embed.options(num_returns=2).remote(ref, lo, n, u)
+                 for u, (ref, lo, n) in enumerate(units.units)]
+        emb = [table for table, _ in calls]
+        counts = ray.get([count for _, count in calls])
+        for a in pool:  # they hold the CPUs the next layers' tasks need
             ray.kill(a)
         lap("embed")
         total = sum(counts)
@@ -178,7 +174,7 @@ class SemanticDedup(GlobalStage):
         centroids = _vectors(seeds.column("vector")).copy()
         for _ in range(cfg.iterations):
             ref = ray.put(centroids)
-            (step,) = run_layer(_kmeans_step, [[[r]] for r in emb], (None,), [(ref,)] * len(emb))
+            (step,) = run_layer(_kmeans_step, [[[r], [ref]] for r in emb], (None,))
             parts_sums = step.get()
             sums = np.sum([s for s, _ in parts_sums], axis=0)
             n = np.sum([c for _, c in parts_sums], axis=0)
@@ -190,8 +186,8 @@ class SemanticDedup(GlobalStage):
                 break
         lap("kmeans")
         ref = ray.put(centroids)
-        (assigned,) = run_layer(_assign, [[[r]] for r in emb], (parts,), [(ref, parts)] * len(emb))
-        del embedded, emb
+        (assigned,) = run_layer(_assign, [[[r], [ref]] for r in emb], (parts,), [(parts,)] * len(emb))
+        del emb
         updates, dups = run_layer(_within, [[assigned.column(p)] for p in range(parts)], (units.num_groups, None),
                                   [(cfg.threshold, units.group_of())] * parts)
         ctx.stats.update({"clusters": k, "duplicates_semantic": sum(dups.get())})
