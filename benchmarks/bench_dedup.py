@@ -231,11 +231,13 @@ def cold_and_warm(tool: str, folder: Path, num_cpus: int) -> None:
 def compare_sets(results: dict[str, dict], docs: int, groups: int) -> None:
     """Duplicate sets side by side: overlaps, and kept documents per true group."""
     names = list(results)
-    print("removed-id overlap (both / only first / only second):")
+    print("removed-id overlap (both / only first / only second; ids differ where the tools keep another member of a group):")
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             ra, rb = set(results[a]["removed"]), set(results[b]["removed"])
-            print(f"  {a:14s} vs {b:14s} {len(ra & rb):7d} / {len(ra - rb):6d} / {len(rb - ra):6d}")
+            per_group = [np.bincount([int(i[1:]) % groups for i in r], minlength=groups) for r in (ra, rb)]
+            print(f"  {a:14s} vs {b:14s} {len(ra & rb):7d} / {len(ra - rb):6d} / {len(rb - ra):6d}   "
+                  f"groups where both remove as many: {np.count_nonzero(per_group[0] == per_group[1])}/{groups}")
     print("kept documents per true group (1 = right; 2+ = duplicates missed; 0 = group merged away):")
     for name in names:
         kept = np.full(groups, docs // groups, np.int64)
