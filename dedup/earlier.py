@@ -193,7 +193,7 @@ class EarlierRunsDedup(GlobalStage):
     def __init__(self, cfg: EarlierConfig) -> None:
         self.cfg = cfg
         self.settings = _key_settings(cfg.text, cfg.minhash)
-        # Read (and checked) before any work: a bad path fails the run at its start.
+        # Read and checked when the stage is built, before any of its work.
         self.earlier = [read_index_meta(path, self.settings) for path in cfg.runs]
 
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
