@@ -442,7 +442,9 @@ class Trainer:
                 "n_params": self.n_params,
                 "main_pool": {"docs": self.main_pool.num_docs, "tokens": self.main_pool.num_tokens},
                 "anneal_pool": {"docs": self.anneal_pool.num_docs, "tokens": self.anneal_pool.num_tokens} if self.anneal_pool else None,
-                "mixture": asdict(self.mixture) if self.mixture else None,
+                "mixture": self.mixture.weights if self.mixture else None,
+                "mixture_column": self.mixture.column if self.mixture else None,
+                "weight_column": self.mixture.weight_column if self.mixture else None,
                 "realised_mixture": self._realised_mixture(),
             }, indent=2))
             plot_loss(self.metrics_path, self.out / "loss.png", self.plan.pretrain_steps if self.plan.anneal_steps else None)
