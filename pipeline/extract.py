@@ -39,6 +39,11 @@ def decode_html(payload: bytes, header_charset: str | None) -> tuple[str, str]:
         return payload[3:].decode("utf-8", "replace"), "utf-8"
     meta = _META_CHARSET_RE.search(payload[:4096])
     for enc in (_known(header_charset), _known(meta.group(1).decode("ascii", "ignore")) if meta else None):
+        if enc and enc.startswith(("utf-16", "utf-32")):
+            # Mostly-ASCII markup in UTF-16/32 is full of NUL bytes; without them the label lies
+            # (and decoding would "succeed" into CJK-looking garbage).
+            if b"\x00" not in payload[:4096]:
+                continue
         if enc:
             try:
                 return payload.decode(enc), enc
