@@ -211,6 +211,7 @@ class Runner:
         self.progress = progress
         self.console = console
         self._prog = RunProgress(False)
+        self.ids_made_distinct = 0
 
     def _say(self, msg: str) -> None:
         if self.console is not None:
@@ -358,6 +359,7 @@ class Runner:
         self._prog.start("shards", "write shards", total=len(specs), info="files")
         written = write_shards(specs, on_done=lambda _: self._prog.update("shards", advance=1))
         kept, rejected = written[: len(plan.kept)], written[len(plan.kept):]
+        self.ids_made_distinct = plan.ids_made_distinct
         domain_tokens: Counter = Counter()
         for entry in kept:
             domain_tokens.update(entry["domain_tokens"])
@@ -398,5 +400,6 @@ class Runner:
             seconds={"per_document": per_doc_seconds, "write": write_seconds, "total": time.perf_counter() - t_start},
             processed_inputs=len(pending),
         )
+        stats["ids_made_distinct"] = self.ids_made_distinct  # pages sharing a WARC-Record-ID with another
         manifest = write_report(self.cfg, self.out, stats, reports, shards, rejected, domain_tokens)
         return RunResult(self.out, stats, manifest, dashboard_url, skipped_inputs=len(inputs) - len(pending), processed_inputs=len(pending))

@@ -10,6 +10,7 @@ or a crawl on a cluster. Same rows give byte-identical shards however the files 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections import Counter
@@ -55,6 +56,8 @@ class ShardSpec:
     sources: list[tuple[str, np.ndarray]] = field(default_factory=list)
     # ...and `order` puts them into output order.
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # Output position -> new id, for rows whose id an earlier row (in output order) already has.
+    new_ids: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +66,7 @@ class ShardPlan:
     rejected: list[ShardSpec]
     reasons: Counter  # drop_reason -> rows (None = kept)
     rows: int
+    ids_made_distinct: int = 0  # rows that got a derived id because another row had theirs
 
 
 def _read_keys(files: Sequence[str]) -> pa.Table:
@@ -78,8 +82,48 @@ def _read_keys(files: Sequence[str]) -> pa.Table:
     return pa.concat_tables(parts)
 
 
+def distinct_id(doc_id: str, warc_path: str, warc_offset: int) -> str:
+    """The id of a row whose id an earlier row holds: derived from where it was read, so the same
+    input gives the same id on every run."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc_id}|{warc_path}#{warc_offset}"))
+
+
+def _repeated_ids(files: Sequence[str], keys: pa.Table) -> dict[int, str]:
+    """Sorted-key position -> new id for each row whose id an earlier row (in output order) holds
+    with different content: two inputs with different pages under one WARC-Record-ID. The same
+    record read through two inputs (same content) keeps its id; dedup has marked its copies."""
+    ids = keys.column(schema.ID)
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return {}
+    positions = np.flatnonzero(pc.is_in(ids, value_set=repeated).to_numpy(zero_copy_only=False))
+    content = _content_digests(files, keys, positions)
+    first: dict[str, bytes] = {}
+    renamed = {}
+    paths, offsets = keys.column(schema.WARC_PATH), keys.column(schema.WARC_OFFSET)
+    for i in positions.tolist():  # in output order, so the first holder keeps its id
+        doc_id = ids[i].as_py()
+        if first.setdefault(doc_id, content[i]) != content[i]:
+            renamed[i] = distinct_id(doc_id, paths[i].as_py(), offsets[i].as_py())
+    return renamed
+
+
+def _content_digests(files: Sequence[str], keys: pa.Table, positions: np.ndarray) -> dict[int, bytes]:
+    """What a row holds (url, page size, text), hashed, for the few rows at `positions`."""
+    file_idx, rows = keys.column("_file").to_numpy()[positions], keys.column("_row").to_numpy()[positions]
+    out: dict[int, bytes] = {}
+    for f in np.unique(file_idx):
+        sel = file_idx == f
+        cols = pq.read_table(files[int(f)], columns=[schema.URL, schema.HTML_BYTES, schema.TEXT])
+        for pos, row in zip(positions[sel].tolist(), cols.take(pa.array(rows[sel])).to_pylist()):
+            out[pos] = hashlib.sha1(repr(sorted(row.items())).encode()).digest()
+    return out
+
+
 def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder: Path, prefix: str,
-           rows_per_shard: int, compression: str, blank_text: bool) -> list[ShardSpec]:
+           rows_per_shard: int, compression: str, blank_text: bool, new_ids: dict[int, str]) -> list[ShardSpec]:
+    """`new_ids`: position in `rows` -> new id."""
     specs = []
     for k, lo in enumerate(range(0, file_idx.size, rows_per_shard)):
         f, r = file_idx[lo:lo + rows_per_shard], rows[lo:lo + rows_per_shard]
@@ -90,6 +134,7 @@ def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder:
         spec.sources = [(files[u], r[by_file[s:e]]) for u, s, e in zip(uniq, starts, ends)]
         spec.order = np.empty(f.size, np.int64)
         spec.order[by_file] = np.arange(f.size)
+        spec.new_ids = {i - lo: v for i, v in new_ids.items() if lo <= i < lo + rows_per_shard}
         specs.append(spec)
     return specs
 
@@ -102,12 +147,20 @@ def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compressio
     reasons = Counter({r["values"]: r["counts"] for r in pc.value_counts(reason).to_pylist()})
     kept = pc.is_null(reason).to_numpy(zero_copy_only=False)
     file_idx, rows = keys.column("_file").to_numpy(), keys.column("_row").to_numpy()
+    renamed = _repeated_ids(files, keys)
+    # Positions in the sorted keys -> positions among the kept or among the rejected rows.
+    rank = np.empty(keys.num_rows, np.int64)
+    rank[kept], rank[~kept] = np.arange(int(kept.sum())), np.arange(int((~kept).sum()))
+    new_kept = {int(rank[i]): v for i, v in renamed.items() if kept[i]}
+    new_rejected = {int(rank[i]): v for i, v in renamed.items() if not kept[i]}
     return ShardPlan(
-        kept=_specs(files, file_idx[kept], rows[kept], out / "shards", "shard", rows_per_shard, compression, False),
+        kept=_specs(files, file_idx[kept], rows[kept], out / "shards", "shard", rows_per_shard, compression, False,
+                    new_kept),
         rejected=_specs(files, file_idx[~kept], rows[~kept], out / "rejected", "rejected", rows_per_shard, compression,
-                        not rejected_text),
+                        not rejected_text, new_rejected),
         reasons=reasons,
         rows=keys.num_rows,
+        ids_made_distinct=len(renamed),
     )
 
 
@@ -126,6 +179,11 @@ def write_shard(spec: ShardSpec) -> dict:
     """Build and write one shard; returns its manifest entry plus kept tokens per domain."""
     parts = [_read_rows(path, rows) for path, rows in spec.sources]
     table = pa.concat_tables(parts).take(pa.array(spec.order)) if parts else schema.empty()
+    if spec.new_ids:
+        ids = table.column(schema.ID).to_pylist()
+        for i, v in spec.new_ids.items():
+            ids[i] = v
+        table = schema.set_column(table, schema.ID, ids)
     tokens = count_tokens(table.column(schema.TEXT))
     if spec.blank_text:
         table = schema.set_column(table, schema.TEXT, pa.nulls(table.num_rows, pa.large_string()))
