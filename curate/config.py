@@ -103,6 +103,16 @@ class RayConfig(StrictModel):
     )
     object_store_memory_gb: float | None = Field(None, gt=0)
 
+    @field_validator("dashboard_auth", mode="before")
+    @classmethod
+    def _auth_as_written(cls, v: object) -> object:
+        # YAML 1.1 reads a bare `off`/`no`/`false` as the boolean False (and `on`/`true` as True).
+        if isinstance(v, bool):
+            return "token" if v else "off"
+        if isinstance(v, str) and v.strip().lower() in ("off", "false", "no", "disabled", "none"):
+            return "off"
+        return v
+
 
 class ReadConfig(StrictModel):
     max_record_bytes: int = Field(5_000_000, ge=1024, description="larger HTML payloads are skipped as warc:too_large")
