@@ -48,6 +48,21 @@ def _print_funnel(console, stats: dict) -> None:
     console.print(t)
 
 
+def _within_failure_budget(console, stats: dict, max_fraction: float) -> bool:
+    """Show every input that failed for good; False when they are more than the budget allows."""
+    failed, total = stats.get("failed_inputs", []), stats["inputs"]
+    if not failed:
+        return True
+    console.print(f"{len(failed)} of {total} inputs failed:")
+    for f in failed:
+        console.print(f"  {f['uri']}: {f['error']}" + (f" ({f['detail'][:160]})" if f.get("detail") else ""), markup=False)
+    if len(failed) <= max_fraction * total:
+        return True
+    console.print(f"[red]run failed: {len(failed)} of {total} inputs failed for good, more than "
+                  f"input.max_failed_fraction ({max_fraction:g}) allows[/red]")
+    return False
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from curate import session
     from curate.config import ConfigError, load_config
@@ -55,10 +70,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as err:
-        console.print(f"[red]{args.config}: {err}[/red]")
+        console.print(f"[red]{args.config}: {err}[/red]", soft_wrap=True)
         return 2
     if args.output:
         cfg.output.path = args.output
+    from curate.preflight import PreflightError, check
+
+    try:
+        check(cfg)
+    except PreflightError as err:
+        console.print(f"[red]{args.config}: {err}[/red]", soft_wrap=True)
+        return 2
     try:
         sess = session.start(cfg.ray)
     except ValueError as err:
@@ -83,6 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_funnel(console, result.stats)
     console.print(f"{result.manifest['rows']:,} documents in {len(result.manifest['shards'])} shards: {result.output / 'shards'}")
     console.print(f"report: {result.output / 'report.md'}, funnel plot: {result.output / 'funnel.png'}")
+    if not _within_failure_budget(console, result.stats, cfg.input.max_failed_fraction):
+        return 1
     if cfg.train is not None and not args.no_train:
         from curate.train import run_training
 

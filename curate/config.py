@@ -23,7 +23,15 @@ COMMONCRAWL_HTTPS = "https://data.commoncrawl.org/"
 COMMONCRAWL_S3 = "s3://commoncrawl/"
 
 
-class LocalInput(StrictModel):
+class FailureBudget(StrictModel):
+    max_failed_fraction: float = Field(
+        0.05, ge=0, le=1,
+        description="inputs that fail for good (download retries exhausted, unreadable) may be at most this share of "
+                    "all inputs; the run still completes, but exits 1 naming them when there are more",
+    )
+
+
+class LocalInput(FailureBudget):
     """WARC files on a local (or mounted) filesystem, by path or glob."""
 
     source: Literal["local"] = "local"
@@ -31,7 +39,7 @@ class LocalInput(StrictModel):
     crawl: str | None = Field(None, description="crawl label written to the `crawl` column")
 
 
-class RemoteInput(StrictModel):
+class RemoteInput(FailureBudget):
     """How remote files are fetched: a failed request or a dropped connection is retried
     `retries` times, waiting `backoff_s`, then twice as long each time (with jitter)."""
 
@@ -139,8 +147,9 @@ class Config(StrictModel):
     train: TrainConfig | None = None
 
     def fingerprint(self, exclude: tuple[str, ...] = ("ray", "train")) -> str:
-        """Hash of everything that decides the output (not where or how fast it runs)."""
-        data = self.model_dump(mode="json", exclude=set(exclude))
+        """Hash of everything that decides the output (not where or how fast it runs, nor when
+        the run is called a failure)."""
+        data = self.model_dump(mode="json", exclude={**{k: True for k in exclude}, "input": {"max_failed_fraction"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

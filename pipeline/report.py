@@ -18,6 +18,16 @@ class AccountingError(RuntimeError):
     """read != kept + rejected + errored: a row was lost or invented somewhere."""
 
 
+# File-level errors after which nothing (more) of an input could be read: these inputs failed for
+# good and count against input.max_failed_fraction. A truncated file keeps its complete records.
+FAILED_INPUT_ERRORS = ("warc:transfer_failed", "warc:open_error", "warc:read_error", "warc:not_warc")
+
+
+def failed_inputs(reports: list[dict]) -> list[dict]:
+    return [{"uri": r["uri"], "error": r["error"], "detail": r.get("error_detail")}
+            for r in reports if (r.get("error") or "").startswith(FAILED_INPUT_ERRORS)]
+
+
 def _stage_namespaces(cfg: Config) -> list[tuple[str, tuple[str, ...]]]:
     from curate import dedup, filters
     from curate.pipeline.extract import Extract
@@ -78,6 +88,7 @@ def build_stats(cfg: Config, reports: list[dict], reasons: Counter, snap: dict, 
         "inputs": len(reports),
         "inputs_processed_this_run": processed_inputs,
         "file_errors": dict(file_errors),
+        "failed_inputs": failed_inputs(reports),
         "records_by_type": dict(sorted(records_by_type.items())),
         "funnel": funnel,
         "global": global_stats,

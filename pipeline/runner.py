@@ -231,6 +231,10 @@ class Runner:
                     "choose another output.path or delete that folder"
                 )
         else:
+            if self.out.is_dir() and any(self.out.iterdir()):
+                # Never adopt (and later replace shards/ and rejected/ in) a folder curate did not make.
+                raise RuntimeError(f"output.path: {self.out} is not empty and was not made by curate; "
+                                   "choose a new or empty folder")
             self.work.mkdir(parents=True, exist_ok=True)
             _atomic_write_json({"fingerprint": fp, "config": self.cfg.model_dump(mode="json")}, fp_path)
 
@@ -350,6 +354,8 @@ class Runner:
         """Fixed-size shards of the kept and the rejected rows, in (warc_path, warc_offset) order."""
         from curate.pipeline.shards import plan_shards, write_shards
 
+        if not (self.work / "config.json").is_file():  # the marker of a folder curate made
+            raise RuntimeError(f"refusing to replace shards/ and rejected/ in {self.out}: not a curate output folder")
         for sub in ("shards", "rejected"):
             shutil.rmtree(self.out / sub, ignore_errors=True)
             (self.out / sub).mkdir(parents=True)
