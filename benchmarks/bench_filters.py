@@ -22,7 +22,8 @@ import pyarrow as pa
 
 import filters_corpus
 from curate import schema
-from curate.filters import FiltersConfig, build_stages
+from curate.config import FiltersConfig
+from curate.pipeline import registry
 from curate.filters.lang import bundled_model_path, load_fasttext
 from curate.filters.words import splitter_for
 
@@ -55,7 +56,7 @@ def run_curate(docs: list[dict]) -> tuple[float, set[str]]:
     cfg = FiltersConfig()
     cfg.url.enabled = False
     cfg.pii.enabled = False
-    stages = build_stages(cfg)
+    stages = registry.build_stages(cfg, group="filters")
     # Fresh word caches: a repeat must not reuse the previous run's tokenizations.
     splitter_for.cache_clear()
     splitter_for("en")

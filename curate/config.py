@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, create_model, field_validator
 
 from curate.config_base import StrictModel
-from curate.dedup.config import DedupConfig
-from curate.filters.config import FiltersConfig
+from curate.pipeline import registry
+from curate.pipeline.config import ExtractConfig
 from curate.train.config import TrainConfig
+
+# The stage sections, built from the registry (one field per registered stage).
+FiltersConfig = registry.group_model("filters")
+ClassifiersConfig = registry.group_model("classifiers")
+DedupConfig = registry.group_model("dedup")
 
 COMMONCRAWL_HTTPS = "https://data.commoncrawl.org/"
 COMMONCRAWL_S3 = "s3://commoncrawl/"
@@ -127,23 +132,13 @@ class ReadConfig(StrictModel):
     records_per_batch: int = Field(64, ge=1, description="WARC records per block handed from reading to extraction")
 
 
-class ExtractConfig(StrictModel):
-    engine: Literal["trafilatura", "resiliparse"] = "trafilatura"
-    favor_precision: bool = True
-    include_comments: bool = False
-    include_tables: bool = True
-    timeout_s: float = Field(10.0, gt=0, description="per-document limit; a page over it is dropped as error:extract_timeout")
-    min_text_chars: int = Field(1, ge=0, description="shorter extractions are dropped as extract:empty")
+class RunSettings(StrictModel):
+    """The sections that are not stages; `Config` adds one per registered stage or group."""
 
-
-class Config(StrictModel):
     input: InputConfig
     output: OutputConfig
     ray: RayConfig = RayConfig()
     read: ReadConfig = ReadConfig()
-    extract: ExtractConfig = ExtractConfig()
-    filters: FiltersConfig = FiltersConfig()
-    dedup: DedupConfig = DedupConfig()
     train: TrainConfig | None = None
 
     def fingerprint(self, exclude: tuple[str, ...] = ("ray", "train")) -> str:
@@ -151,6 +146,11 @@ class Config(StrictModel):
         the run is called a failure)."""
         data = self.model_dump(mode="json", exclude={**{k: True for k in exclude}, "input": {"max_failed_fraction"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+Config = create_model("Config", __base__=RunSettings, __doc__="A whole run: one YAML file.", **registry.top_level_fields())
+# Sections that are plain models here, re-exported for the code that names them.
+__all__ = ["ClassifiersConfig", "Config", "DedupConfig", "ExtractConfig", "FiltersConfig", "load_config", "parse_config"]
 
 
 class ConfigError(ValueError):

@@ -71,6 +71,19 @@ RAW_SCHEMA = DOC_SCHEMA.append(pa.field(RAW_HTML, pa.large_binary()))
 ERROR_PREFIX = "error:"
 
 
+def with_fields(extra: Iterable[pa.Field]) -> pa.Schema:
+    """DOC_SCHEMA plus the extra columns that enabled stages write (e.g. another classifier's
+    score); a name that is already a core column must keep its type."""
+    out = DOC_SCHEMA
+    for f in extra:
+        i = out.get_field_index(f.name)
+        if i < 0:
+            out = out.append(f)
+        elif out.field(i).type != f.type:
+            raise ValueError(f"column {f.name!r} is {out.field(i).type} in the document schema, a stage declares {f.type}")
+    return out
+
+
 def empty(schema: pa.Schema = DOC_SCHEMA) -> pa.Table:
     return schema.empty_table()
 

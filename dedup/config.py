@@ -36,9 +36,9 @@ class MinHashConfig(StrictModel):
         return self.num_bands * self.rows_per_band
 
 
-class DedupConfig(StrictModel):
-    exact: ExactConfig = ExactConfig()
-    minhash: MinHashConfig = MinHashConfig()
+class DedupSettings(StrictModel):
+    """What the `dedup:` section holds besides its stages' sections (those come from the registry)."""
+
     rows_per_partition: int = Field(
         10_000, ge=1, description="documents per shuffle partition (at least 2 partitions per CPU): bounds one task's memory"
     )

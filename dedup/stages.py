@@ -22,7 +22,7 @@ import ray
 import ray.data
 
 from curate import schema
-from curate.dedup.config import DedupConfig, ExactConfig, MinHashConfig
+from curate.dedup.config import ExactConfig, MinHashConfig
 from curate.dedup.minhash import SignatureBuilder, band_keys, sketch, sketch_jaccard
 from curate.dedup.shuffle import (
     PART, Out, connected_components, digest_strings, edge_table, labels_of, local_components, node_ids,
@@ -50,7 +50,7 @@ class _Units:
     """The stage's input as work units (block, first row, rows) over Arrow blocks that stay in the
     object store, in order; `apply` replaces every unit by its updated rows."""
 
-    def __init__(self, ds: ray.data.Dataset, ctx: GlobalContext, rows_per_partition: int) -> None:
+    def __init__(self, ds: ray.data.Dataset, ctx: GlobalContext) -> None:
         self.units: list[tuple[ray.ObjectRef, int, int]] = []
         self.rows = 0
         if ctx.input_files:  # one read task per row group, no Ray Data execution (its fixed cost is seconds)
@@ -58,14 +58,14 @@ class _Units:
                 meta = pq.ParquetFile(path).metadata
                 for g in range(meta.num_row_groups):
                     group = meta.row_group(g)
-                    self._add(_read_row_group.remote(path, g), 0, group.num_rows, group.total_byte_size)
+                    self._add(_read_row_group.remote(path, g, ctx.schema), 0, group.num_rows, group.total_byte_size)
         else:
             for bundle in ds.materialize().iter_internal_ref_bundles():
                 slices = getattr(bundle, "slices", None) or [None] * len(bundle.block_refs)
                 for ref, meta, cut in zip(bundle.block_refs, bundle.metadata, slices):
                     lo, hi = (cut.start_offset, cut.end_offset) if cut is not None else (0, meta.num_rows)
                     self._add(ref, lo, hi - lo, (meta.size_bytes or 0) * (hi - lo) // max(meta.num_rows, 1))
-        self.num_partitions = max(ctx.num_cpus * 2, -(-self.rows // rows_per_partition), 1)
+        self.num_partitions = max(ctx.num_cpus * 2, -(-self.rows // ctx.rows_per_partition), 1)
 
     def _add(self, ref: ray.ObjectRef, lo: int, n: int, size: int) -> None:
         """Rows lo..lo+n of block `ref` (`size` bytes), as units of bounded size."""
@@ -108,8 +108,8 @@ class _Units:
 
 
 @ray.remote
-def _read_row_group(path: str, group: int) -> pa.Table:
-    return schema.conform(pq.ParquetFile(path).read_row_group(group))
+def _read_row_group(path: str, group: int, run_schema: pa.Schema) -> pa.Table:
+    return schema.conform(pq.ParquetFile(path).read_row_group(group), run_schema)
 
 
 def _on_rows(block: pa.Table, fn: Callable, lo: int, n: int, *args: Any) -> Any:
@@ -124,8 +124,7 @@ def _apply_on_rows(block: pa.Table, updates: pa.Table | None, unit: int, lo: int
 
 def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> pa.Table:
     """Rows `updates.row` get `dup_of` (and drop reason `reason`) where it is set, and
-    `minhash_cluster` where the updates carry a cluster."""
-    docs = schema.conform(docs)
+    `minhash_cluster` where the updates carry a cluster. `docs` is a block of the run's schema."""
     if updates is None or updates.num_rows == 0:
         return docs
     pos = np.full(docs.num_rows, -1, np.int64)
@@ -217,14 +216,13 @@ class ExactDedup(GlobalStage):
     """
 
     name: ClassVar[str] = "dedup_exact"
-    reason_namespaces: ClassVar[tuple[str, ...]] = ("dup",)
+    reason_namespaces: ClassVar[tuple[str, ...]] = ("dup:exact", "dup:url")
 
-    def __init__(self, cfg: ExactConfig, rows_per_partition: int = 10_000) -> None:
+    def __init__(self, cfg: ExactConfig) -> None:
         self.cfg = cfg
-        self.rows_per_partition = rows_per_partition
 
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
-        units = _Units(ds, ctx, self.rows_per_partition)
+        units = _Units(ds, ctx)
         parts, seconds = units.num_partitions, {}
         for kind in ["text"] + (["url"] if self.cfg.url else []):
             t0 = time.perf_counter()
@@ -354,11 +352,10 @@ class MinHashDedup(GlobalStage):
     back to the units. Each step is one layer of Ray tasks; see the module docstring."""
 
     name: ClassVar[str] = "dedup_minhash"
-    reason_namespaces: ClassVar[tuple[str, ...]] = ("dup",)
+    reason_namespaces: ClassVar[tuple[str, ...]] = ("dup:minhash",)
 
-    def __init__(self, cfg: MinHashConfig, rows_per_partition: int = 10_000) -> None:
+    def __init__(self, cfg: MinHashConfig) -> None:
         self.cfg = cfg
-        self.rows_per_partition = rows_per_partition
 
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
         cfg, seconds = self.cfg, {}
@@ -371,7 +368,7 @@ class MinHashDedup(GlobalStage):
             seconds[name] = round(now - clock, 3)
             clock = now
 
-        units = _Units(ds, ctx, self.rows_per_partition)
+        units = _Units(ds, ctx)
         lap("read")
         parts, every = units.num_partitions, range(units.num_partitions)
         bands, info = units.scatter(_sign, (parts, parts), cfg, parts)
@@ -404,12 +401,3 @@ class MinHashDedup(GlobalStage):
         lap("apply", Out(units.refs()))
         ctx.stats["step_seconds"] = seconds
         return units.dataset()
-
-
-def build_stages(cfg: DedupConfig) -> list[GlobalStage]:
-    stages: list[GlobalStage] = []
-    if cfg.exact.enabled:
-        stages.append(ExactDedup(cfg.exact, cfg.rows_per_partition))
-    if cfg.minhash.enabled:
-        stages.append(MinHashDedup(cfg.minhash, cfg.rows_per_partition))
-    return stages

@@ -54,7 +54,6 @@ class LabelMapper:
 class LanguageID(Stage):
     name = "language"
     reason_namespaces = ("lang",)
-    uses_model = True
 
     def __init__(self, cfg: LanguageConfig):
         self.cfg = cfg

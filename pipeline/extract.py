@@ -24,7 +24,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from curate import schema
-from curate.config import ExtractConfig
+from curate.pipeline.config import ExtractConfig
 from curate.pipeline.stage import Stage
 
 _META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
@@ -209,7 +209,7 @@ class ExtractionProcess:
 
 class Extract(Stage):
     name: ClassVar[str] = "extract"
-    reason_namespaces: ClassVar[tuple[str, ...]] = ("extract", "error:extract")
+    reason_namespaces: ClassVar[tuple[str, ...]] = ("extract", "extract_timeout")
 
     def __init__(self, cfg: ExtractConfig) -> None:
         self.cfg = cfg

@@ -2,7 +2,8 @@
 
 A global stage sees the whole run at once: it takes the materialized output of the
 per-document stages (or of the previous global stage) as a `ray.data.Dataset` with
-`curate.schema.DOC_SCHEMA` and returns a Dataset with the same rows and schema, with
+the run's schema (`ctx.schema`: DOC_SCHEMA plus extra stage columns) and returns a Dataset with
+the same rows and schema, with
 `drop_reason` / `dup_of` / score columns updated. It must work through Ray's
 shuffle/groupby/join (Ray Data's, or keyed all-to-all layers of Ray tasks over the object store
 as the dedup stages do) and never collect all rows on the driver. The runner materializes each
@@ -17,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import pyarrow as pa
+
+from curate.schema import DOC_SCHEMA
+
 if TYPE_CHECKING:  # importing Ray Data costs ~1 s; the config and CLI import this module
     import ray.data
 
@@ -27,6 +32,8 @@ class GlobalContext:
 
     work_dir: Path  # a folder private to this stage for intermediate files
     num_cpus: int  # CPUs in the Ray cluster, for choosing partition counts
+    rows_per_partition: int = 10_000  # documents per shuffle partition (`dedup.rows_per_partition`)
+    schema: pa.Schema = DOC_SCHEMA  # the run's columns: DOC_SCHEMA plus the enabled stages' extra ones
     # The Parquet files the input dataset is exactly a read of (DOC_SCHEMA), when it is: a stage may
     # read them in its own tasks instead of through Ray Data's reader.
     input_files: list[str] = field(default_factory=list)

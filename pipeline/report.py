@@ -29,24 +29,20 @@ def failed_inputs(reports: list[dict]) -> list[dict]:
 
 
 def _stage_namespaces(cfg: Config) -> list[tuple[str, tuple[str, ...]]]:
-    from curate import dedup, filters
-    from curate.pipeline.extract import Extract
+    """Every stage of the run in order, reading first, with the reason namespaces it owns."""
+    from curate.pipeline import registry
 
-    stages: list[tuple[str, tuple[str, ...]]] = [("read", ("warc", "error:warc")), (Extract.name, Extract.reason_namespaces)]
-    stages += [(s.name, tuple(s.reason_namespaces)) for s in filters.build_stages(cfg.filters)]
-    stages += [(s.name, tuple(s.reason_namespaces)) for s in dedup.build_global_stages(cfg.dedup)]
-    return stages
+    return [("read", ("warc",)), *registry.reason_owners(cfg)]
 
 
 def _owner(reason: str, stages: list[tuple[str, tuple[str, ...]]]) -> str:
-    best, best_len = "unattributed", -1
+    """The stage that set `reason`: namespaces never overlap (the registry checks), so at most one matches."""
+    from curate.pipeline.registry import owns
+
     for name, namespaces in stages:
-        for ns in namespaces:
-            if (reason == ns or reason.startswith(ns + ":")) and len(ns) > best_len:
-                best, best_len = name, len(ns)
-    if best_len < 0 and reason.startswith(schema.ERROR_PREFIX):
-        return "errors"
-    return best
+        if owns(namespaces, reason):
+            return name
+    return "errors" if reason.startswith(schema.ERROR_PREFIX) else "unattributed"
 
 
 def build_stats(cfg: Config, reports: list[dict], reasons: Counter, snap: dict, global_stats: dict,

@@ -36,7 +36,7 @@ from curate.config import Config
 from curate.pipeline.progress import RunProgress
 from curate.pipeline.shards import write_table_atomic
 from curate.pipeline.sources import InputFile, RetryPolicy, TransferError, open_input, resolve_inputs
-from curate.pipeline.stage import Stage
+from curate.pipeline.stage import Resources, Stage
 
 log = logging.getLogger(__name__)
 
@@ -89,41 +89,54 @@ class ReadWarcs:
             _atomic_write_json(report.to_json(), self.read_dir / f"{source.key}.json")
 
 
-class DocStages:
-    """Actor: extraction and every per-document filter, in order; then the rows are written as
-    part files of their input.
+class StageGroup:
+    """Actor: a run of consecutive per-document stages with equal resources, fused (as Ray
+    fuses task operators) so a batch is not copied through the object store between cheap
+    stages, and models load once per actor.
 
-    The stages are fused into one actor (as Ray fuses task operators) so a batch is not copied
-    through the object store between cheap stages, and models load once per actor. Writing
-    here too means the rows never travel again. A batch is processed per input file, and each
-    part file carries the seconds and counters of the stages that made it in its footer: the
-    funnel then sums exactly the work behind the rows that exist, across interrupted and
-    resumed invocations alike.
+    A batch is processed per input file. The last group writes the rows as part files of their
+    input (so they never travel again), each carrying in its footer the seconds, counters and
+    drops of every stage that made it: the funnel then sums exactly the work behind the rows
+    that exist, across interrupted and resumed invocations alike. An earlier group hands its
+    reports on in the REPORT_COLUMN of one row per input, which the next group merges.
     """
 
-    def __init__(self, cfg: Config, docs_dir: str) -> None:
-        from curate import filters
-        from curate.pipeline.extract import Extract
+    def __init__(self, cfg: Config, sections: list[str], docs_dir: str | None, run_schema: pa.Schema) -> None:
+        from curate.pipeline import registry
 
-        self.stages: list[Stage] = [Extract(cfg.extract), *filters.build_stages(cfg.filters)]
-        self.docs_dir = Path(docs_dir)
+        entries = {e.section: e for e in registry.ENTRIES}
+        self.stages: list[Stage] = [entries[s].load()(registry.section_of(cfg, entries[s])) for s in sections]
+        self.docs_dir = Path(docs_dir) if docs_dir is not None else None
+        self.schema = run_schema
         self.compression = cfg.output.compression
         self._prev: dict[str, dict[str, float]] = {}
         self.worker = f"{os.uname().nodename}:{os.getpid()}"  # which actor made a part (for load balance)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         paths = batch.column(schema.WARC_PATH)
+        handed_on = _take_reports(batch)
+        batch = batch.drop_columns([REPORT_COLUMN]) if REPORT_COLUMN in batch.column_names else batch
+        out = []
         for uri in pc.unique(paths).to_pylist():
             part = batch.filter(pc.equal(paths, uri))
-            seconds: dict[str, float] = {}
-            cpu: dict[str, float] = {}
+            report = {"seconds": {}, "cpu_seconds": {}, "dropped": {}}
             for stage in self.stages:
+                before = schema.active_mask(part)
                 t0, c0 = time.perf_counter(), time.process_time()
                 part = stage(part)
-                seconds[stage.name] = time.perf_counter() - t0
-                cpu[stage.name] = time.process_time() - c0
-            report = {"seconds": seconds, "cpu_seconds": cpu, "counters": self._counter_deltas(), "worker": self.worker}
-            write_part(part, self.docs_dir / InputFile(uri).key, self.compression, report)
+                report["seconds"][stage.name] = time.perf_counter() - t0
+                report["cpu_seconds"][stage.name] = time.process_time() - c0
+                report["dropped"][stage.name] = _new_drops(stage, before, part)
+            report["counters"] = self._counter_deltas()
+            report["worker"] = self.worker
+            report["workers"] = {stage.name: self.worker for stage in self.stages}
+            report = merge_reports([*handed_on.get(uri, []), report])
+            if self.docs_dir is None:
+                out.append(_with_report(schema.conform(part, self.schema), report))
+            else:
+                write_part(part, self.docs_dir / InputFile(uri).key, self.compression, report, self.schema)
+        if self.docs_dir is None:
+            return pa.concat_tables(out) if out else _with_report(schema.empty(self.schema), None)
         return pa.table({"rows": [batch.num_rows]})
 
     def _counter_deltas(self) -> dict[str, dict[str, float]]:
@@ -137,6 +150,74 @@ class DocStages:
                 deltas[stage.name] = d
             self._prev[stage.name] = now
         return deltas
+
+
+# Stage reports of an earlier group ride along with the rows: one row per input carries them.
+REPORT_COLUMN = "_stage_report"
+
+
+def _with_report(table: pa.Table, report: dict | None) -> pa.Table:
+    col = [None] * table.num_rows
+    if table.num_rows and report is not None:
+        col[0] = json.dumps(report)
+    return table.append_column(REPORT_COLUMN, pa.array(col, pa.string()))
+
+
+def _take_reports(batch: pa.Table) -> dict[str, list[dict]]:
+    if REPORT_COLUMN not in batch.column_names:
+        return {}
+    has = pc.is_valid(batch.column(REPORT_COLUMN))
+    rows = batch.filter(has)
+    out: dict[str, list[dict]] = defaultdict(list)
+    for uri, rep in zip(rows.column(schema.WARC_PATH).to_pylist(), rows.column(REPORT_COLUMN).to_pylist()):
+        out[uri].append(json.loads(rep))
+    return out
+
+
+def _new_drops(stage: Stage, before: pa.ChunkedArray, after: pa.Table) -> dict[str, int]:
+    """Rows this stage dropped, by reason; a reason outside the stage's namespaces is a bug."""
+    from curate.pipeline.registry import owns
+
+    new = pc.and_(before, pc.is_valid(after.column(schema.DROP_REASON)))
+    counts = pc.value_counts(after.column(schema.DROP_REASON).filter(new)).to_pylist()
+    dropped = {c["values"]: c["counts"] for c in counts}
+    stray = [r for r in dropped if not owns(stage.reason_namespaces, r)]
+    if stray:
+        raise RuntimeError(f"stage {stage.name!r} set drop reasons {stray} outside its namespaces {stage.reason_namespaces}")
+    return dropped
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report for the rows of one part: the sum of the reports of the work that made them
+    (an earlier group's batches may reach this part in pieces, each with its own report)."""
+    stats = StageStats()
+    workers: dict[str, str] = {}
+    for r in reports:
+        stats.add(r)
+        workers.update(r.get("workers", {}))
+    # `worker`: the actor that wrote the part; `workers`: the actor each stage ran in.
+    return {**stats.snapshot(), "worker": reports[-1].get("worker"), "workers": workers}
+
+
+def plan_pools(stages: list[tuple[str, Resources]], num_cpus: float, num_gpus: float) -> list[tuple[list[str], Resources, int]]:
+    """Consecutive stages with equal resources as one pool each: (sections, resources, actors).
+    GPU pools get one actor per GPU share; the CPUs left are split so that every actor of every
+    pool can run at once (a pool waiting for CPUs that another pool holds would hang): each later
+    CPU pool gets one actor, the first (extraction, the expensive one) the rest."""
+    groups: list[tuple[list[str], Resources]] = []
+    for section, r in stages:
+        if groups and groups[-1][1] == r:
+            groups[-1][0].append(section)
+        else:
+            groups.append(([section], r))
+    sizes = [max(1, int(num_gpus // r.num_gpus)) if r.num_gpus > 0 else 1 for _, r in groups]
+    cpu_pools = [i for i, (_, r) in enumerate(groups) if r.num_gpus == 0]
+    left = num_cpus - sum(n * r.num_cpus for n, (_, r) in zip(sizes, groups) if r.num_gpus > 0)
+    left -= sum(groups[i][1].num_cpus for i in cpu_pools[1:])
+    if cpu_pools:
+        first = groups[cpu_pools[0]][1].num_cpus
+        sizes[cpu_pools[0]] = max(1, int(left // first)) if first > 0 else max(1, int(num_cpus))
+    return [(g, r, n) for (g, r), n in zip(groups, sizes)]
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
@@ -155,10 +236,10 @@ PART_STATS_KEY = b"curate.stage_stats"
 READ_BLOCK_BYTES = 8 << 20
 
 
-def write_part(part: pa.Table, folder: Path, compression: str, report: dict) -> None:
+def write_part(part: pa.Table, folder: Path, compression: str, report: dict, run_schema: pa.Schema = schema.DOC_SCHEMA) -> None:
     """One part file of an input, sorted by offset, with the stage report in its footer (so
     rows and their statistics are written, or lost, together)."""
-    table = schema.conform(part)
+    table = schema.conform(part, run_schema)
     table = table.take(pc.sort_indices(table, sort_keys=[(schema.WARC_OFFSET, "ascending")]))
     table = table.replace_schema_metadata({PART_STATS_KEY: json.dumps(report).encode()})
     folder.mkdir(parents=True, exist_ok=True)
@@ -173,17 +254,23 @@ class StageStats:
         # CPU time of the worker process: below `seconds` when other processes took the core.
         self.cpu_seconds: dict[str, float] = defaultdict(float)
         self.counters: dict[str, Counter] = defaultdict(Counter)
+        # Rows each stage dropped, by reason, counted where it dropped them.
+        self.dropped: dict[str, Counter] = defaultdict(Counter)
 
     def add(self, report: dict) -> None:
         for k, v in report["seconds"].items():
             self.seconds[k] += v
-        for k, v in report.get("cpu_seconds", {}).items():  # parts written before it was recorded lack it
+        for k, v in report.get("cpu_seconds", {}).items():
             self.cpu_seconds[k] += v
-        for stage, d in report["counters"].items():
+        for stage, d in report.get("counters", {}).items():
             self.counters[stage].update(d)
+        for stage, d in report.get("dropped", {}).items():
+            self.dropped[stage].update(d)
 
     def snapshot(self) -> dict:
-        return {"seconds": dict(self.seconds), "cpu_seconds": dict(self.cpu_seconds), "counters": {k: dict(v) for k, v in self.counters.items()}}
+        return {"seconds": dict(self.seconds), "cpu_seconds": dict(self.cpu_seconds),
+                "counters": {k: dict(v) for k, v in self.counters.items()},
+                "dropped": {k: dict(v) for k, v in self.dropped.items()}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +337,10 @@ class Runner:
     # -- phases ------------------------------------------------------------------------------
     def _run_per_document(self, pending: list[InputFile], num_cpus: int) -> None:
         """Read, extract and filter every pending input into part files."""
+        import ray
         import ray.data
+
+        from curate.pipeline import registry
 
         for inp in pending:  # partial leftovers of an interrupted attempt
             shutil.rmtree(self.docs_dir / inp.key, ignore_errors=True)
@@ -273,16 +363,23 @@ class Runner:
             num_cpus=0,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), num_cpus))),
         )
-        ds = ds.map_batches(
-            DocStages,
-            fn_constructor_kwargs={"cfg": self.cfg, "docs_dir": str(self.docs_dir)},
-            batch_size=self.cfg.ray.batch_size,
-            batch_format="pyarrow",
-            num_cpus=1,
-            # A fixed pool (an autoscaling one stayed at 1 actor on a 2-CPU budget), and at most two
-            # batches queued per actor so no actor sits on a backlog while another runs dry.
-            compute=ray.data.ActorPoolStrategy(size=max(1, num_cpus), max_tasks_in_flight_per_actor=2),
-        )
+        pools = plan_pools(registry.document_resources(self.cfg), num_cpus, ray.cluster_resources().get("GPU", 0))
+        run_schema = registry.run_schema(self.cfg)
+        for k, (sections, res, actors) in enumerate(pools):
+            last = k == len(pools) - 1
+            ds = ds.map_batches(
+                StageGroup,
+                fn_constructor_kwargs={"cfg": self.cfg, "sections": sections, "run_schema": run_schema,
+                                       "docs_dir": str(self.docs_dir) if last else None},
+                batch_size=res.batch_size or self.cfg.ray.batch_size,
+                batch_format="pyarrow",
+                num_cpus=res.num_cpus,
+                num_gpus=res.num_gpus or None,
+                memory=int(res.memory_gb * 2**30) if res.memory_gb else None,
+                # A fixed pool (an autoscaling one stayed at 1 actor on a 2-CPU budget), and at most two
+                # batches queued per actor so no actor sits on a backlog while another runs dry.
+                compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
+            )
         # The actors write the rows; iterating drives the execution and feeds the progress line.
         docs, t0 = 0, time.perf_counter()
         self._prog.start("docs", "read, extract, filter", total=len(pending), info="inputs")
@@ -315,11 +412,12 @@ class Runner:
     def _run_global(self, files: list[str], reuse: bool, num_cpus: int) -> tuple[list[str], dict]:
         import ray.data
 
-        from curate import dedup
+        from curate.pipeline import registry
         from curate.pipeline.global_stage import GlobalContext
 
         stats: dict[str, dict] = {}
-        stages = dedup.build_global_stages(self.cfg.dedup)
+        stages = registry.build_stages(self.cfg, "global")
+        run_schema = registry.run_schema(self.cfg)
         if not reuse:
             shutil.rmtree(self.global_dir, ignore_errors=True)
         current = files
@@ -336,9 +434,10 @@ class Runner:
             tmp = self.global_dir / f".{k}-{stage.name}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             (tmp / "work").mkdir(parents=True)
-            ctx = GlobalContext(work_dir=tmp / "work", num_cpus=num_cpus, input_files=list(current))
+            ctx = GlobalContext(work_dir=tmp / "work", num_cpus=num_cpus, input_files=list(current),
+                                rows_per_partition=self.cfg.dedup.rows_per_partition, schema=run_schema)
             t0 = time.perf_counter()
-            ds = ray.data.read_parquet(current, schema=schema.DOC_SCHEMA) if current else ray.data.from_arrow(schema.empty())
+            ds = ray.data.read_parquet(current, schema=run_schema) if current else ray.data.from_arrow(schema.empty(run_schema))
             out = stage.run(ds, ctx)
             out.write_parquet(str(tmp), min_rows_per_file=max(1, self.cfg.output.rows_per_shard))
             shutil.rmtree(tmp / "work", ignore_errors=True)
@@ -352,6 +451,7 @@ class Runner:
 
     def _write_outputs(self, files: list[str]) -> tuple[list[dict], list[dict], Counter, Counter, int]:
         """Fixed-size shards of the kept and the rejected rows, in (warc_path, warc_offset) order."""
+        from curate.pipeline import registry
         from curate.pipeline.shards import plan_shards, write_shards
 
         if not (self.work / "config.json").is_file():  # the marker of a folder curate made
@@ -360,7 +460,7 @@ class Runner:
             shutil.rmtree(self.out / sub, ignore_errors=True)
             (self.out / sub).mkdir(parents=True)
         out = self.cfg.output
-        plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text)
+        plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text, registry.run_schema(self.cfg))
         specs = plan.kept + plan.rejected
         self._prog.start("shards", "write shards", total=len(specs), info="files")
         written = write_shards(specs, on_done=lambda _: self._prog.update("shards", advance=1))

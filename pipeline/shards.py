@@ -52,6 +52,7 @@ class ShardSpec:
     name: str
     compression: str
     blank_text: bool  # rejected rows without their text (output.rejected_text: false)
+    columns: pa.Schema = schema.DOC_SCHEMA  # the run's schema (DOC_SCHEMA plus extra stage columns)
     # (source file, row indices in it); concatenated in this order they give the shard's rows...
     sources: list[tuple[str, np.ndarray]] = field(default_factory=list)
     # ...and `order` puts them into output order.
@@ -122,13 +123,14 @@ def _content_digests(files: Sequence[str], keys: pa.Table, positions: np.ndarray
 
 
 def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder: Path, prefix: str,
-           rows_per_shard: int, compression: str, blank_text: bool, new_ids: dict[int, str]) -> list[ShardSpec]:
+           rows_per_shard: int, compression: str, blank_text: bool, columns: pa.Schema,
+           new_ids: dict[int, str]) -> list[ShardSpec]:
     """`new_ids`: position in `rows` -> new id."""
     specs = []
     for k, lo in enumerate(range(0, file_idx.size, rows_per_shard)):
         f, r = file_idx[lo:lo + rows_per_shard], rows[lo:lo + rows_per_shard]
         by_file = np.argsort(f, kind="stable")  # rows of one file together, still in output order
-        spec = ShardSpec(str(folder), f"{prefix}-{k:05d}.parquet", compression, blank_text)
+        spec = ShardSpec(str(folder), f"{prefix}-{k:05d}.parquet", compression, blank_text, columns)
         uniq, starts = np.unique(f[by_file], return_index=True)
         ends = np.append(starts[1:], f.size)
         spec.sources = [(files[u], r[by_file[s:e]]) for u, s, e in zip(uniq, starts, ends)]
@@ -139,7 +141,8 @@ def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder:
     return specs
 
 
-def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compression: str, rejected_text: bool) -> ShardPlan:
+def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compression: str, rejected_text: bool,
+                columns: pa.Schema = schema.DOC_SCHEMA) -> ShardPlan:
     """Read the sort keys of every row and cut the kept and rejected rows into shard specs."""
     keys = _read_keys(files)
     keys = keys.take(pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in SORT_KEYS]))
@@ -155,16 +158,16 @@ def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compressio
     new_rejected = {int(rank[i]): v for i, v in renamed.items() if not kept[i]}
     return ShardPlan(
         kept=_specs(files, file_idx[kept], rows[kept], out / "shards", "shard", rows_per_shard, compression, False,
-                    new_kept),
+                    columns, new_kept),
         rejected=_specs(files, file_idx[~kept], rows[~kept], out / "rejected", "rejected", rows_per_shard, compression,
-                        not rejected_text, new_rejected),
+                        not rejected_text, columns, new_rejected),
         reasons=reasons,
         rows=keys.num_rows,
         ids_made_distinct=len(renamed),
     )
 
 
-def _read_rows(path: str, rows: np.ndarray) -> pa.Table:
+def _read_rows(path: str, rows: np.ndarray, columns: pa.Schema) -> pa.Table:
     """`rows` of one Parquet file, reading only the row groups that hold them."""
     pf = pq.ParquetFile(path)
     md = pf.metadata
@@ -172,13 +175,13 @@ def _read_rows(path: str, rows: np.ndarray) -> pa.Table:
     first = int(np.searchsorted(bounds, rows.min(), side="right") - 1)
     last = int(np.searchsorted(bounds, rows.max(), side="right") - 1)
     table = pf.read_row_groups(list(range(first, last + 1)))
-    return schema.conform(table.take(pa.array(rows - bounds[first])))
+    return schema.conform(table.take(pa.array(rows - bounds[first])), columns)
 
 
 def write_shard(spec: ShardSpec) -> dict:
     """Build and write one shard; returns its manifest entry plus kept tokens per domain."""
-    parts = [_read_rows(path, rows) for path, rows in spec.sources]
-    table = pa.concat_tables(parts).take(pa.array(spec.order)) if parts else schema.empty()
+    parts = [_read_rows(path, rows, spec.columns) for path, rows in spec.sources]
+    table = pa.concat_tables(parts).take(pa.array(spec.order)) if parts else schema.empty(spec.columns)
     if spec.new_ids:
         ids = table.column(schema.ID).to_pylist()
         for i, v in spec.new_ids.items():

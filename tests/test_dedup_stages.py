@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from curate import schema
-from curate.dedup import DedupConfig, build_global_stages
+from curate.config import DedupConfig
+from curate.pipeline.registry import build_stages
 from curate.dedup.shuffle import Out, connected_components, edge_table, labels_of, local_components, split_by_part
 from curate.dedup import stages
 from curate.dedup.stages import ExactDedup, MinHashDedup
@@ -59,7 +60,7 @@ def _run(ray_session, table: pa.Table, cfg: DedupConfig, blocks: int, num_cpus: 
 
     ds = ray.data.read_parquet(files, schema=schema.DOC_SCHEMA) if files else ray.data.from_arrow(table).repartition(blocks).materialize()
     stats = []
-    for stage in build_global_stages(cfg):
+    for stage in build_stages(cfg, "global", group="dedup"):
         ctx = GlobalContext(work_dir=Path(tempfile.mkdtemp()), num_cpus=num_cpus, input_files=files or [])
         ds = stage.run(ds, ctx)
         stats.append(ctx.stats)
@@ -120,12 +121,13 @@ _ONE_WORKER = """
 import sys, tempfile
 from pathlib import Path
 import pyarrow as pa, pyarrow.parquet as pq, ray
-from curate.dedup import DedupConfig, build_global_stages
+from curate.config import DedupConfig
+from curate.pipeline.registry import build_stages
 from curate.pipeline.global_stage import GlobalContext
 ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
 ray.data.DataContext.get_current().enable_progress_bars = False
 ds = ray.data.from_arrow(pq.read_table(sys.argv[1])).materialize()
-for stage in build_global_stages(DedupConfig()):
+for stage in build_stages(DedupConfig(), "global", group="dedup"):
     ds = stage.run(ds, GlobalContext(work_dir=Path(tempfile.mkdtemp()), num_cpus=1))
 pq.write_table(pa.concat_tables(ray.get(ds.to_arrow_refs())).sort_by("id"), sys.argv[2])
 """
@@ -254,7 +256,7 @@ def test_local_components_are_stars_on_the_smallest_node(edges):
 def test_config_is_strict_and_stages_come_in_order():
     with pytest.raises(ValidationError, match="bandz"):
         DedupConfig.model_validate({"minhash": {"bandz": 3}})
-    stages = build_global_stages(DedupConfig())
+    stages = build_stages(DedupConfig(), "global", group="dedup")
     assert [type(s) for s in stages] == [ExactDedup, MinHashDedup]
-    assert build_global_stages(DedupConfig.model_validate({"exact": {"enabled": False}, "minhash": {"enabled": False}})) == []
+    assert build_stages(DedupConfig.model_validate({"exact": {"enabled": False}, "minhash": {"enabled": False}}), "global", group="dedup") == []
     assert DedupConfig().minhash.num_perm == 112

@@ -12,18 +12,18 @@ import pytest
 
 from curate import schema
 from curate.config import ConfigError, parse_config
-from curate.filters import FiltersConfig, build_stages
+from curate.config import FiltersConfig
+from curate.pipeline import registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import filters_corpus  # noqa: E402
 
 
 def test_default_order_and_distinct_namespaces():
-    stages = build_stages(FiltersConfig())
+    stages = registry.build_stages(FiltersConfig(), group="filters")
     assert [s.name for s in stages] == ["url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
     namespaces = [ns for s in stages for ns in s.reason_namespaces]
     assert len(namespaces) == len(set(namespaces))
-    assert [s.name for s in stages if s.uses_model] == ["language"]
 
 
 def test_sections_switch_off_and_yaml_is_strict():
@@ -34,7 +34,7 @@ def test_sections_switch_off_and_yaml_is_strict():
             "filters": {"language": {"keep": ["en", "de"], "min_score": 0.5}, "c4": {"enabled": False}, "pii": {"phone": False}},
         }
     )
-    names = [s.name for s in build_stages(cfg.filters)]
+    names = [s.name for s in registry.build_stages(cfg.filters, group="filters")]
     assert "c4" not in names and "language" in names
     with pytest.raises(ConfigError, match="filters.gopher_quality.min_doc_wrds"):
         parse_config({"input": {"paths": ["x"]}, "output": {"path": "o"}, "filters": {"gopher_quality": {"min_doc_wrds": 3}}})
@@ -48,7 +48,7 @@ def pages(shared_data: Path) -> pa.Table:
 
 def test_chain_on_real_pages_accounts_for_every_row(pages):
     batch = pages
-    for stage in build_stages(FiltersConfig()):
+    for stage in registry.build_stages(FiltersConfig(), group="filters"):
         batch = stage(batch)
     assert batch.num_rows == pages.num_rows
     reasons = Counter(r.split(":", 1)[0] for r in batch.column(schema.DROP_REASON).to_pylist() if r)
@@ -66,14 +66,14 @@ def test_stages_run_inside_ray_data(ray_session, pages):
 
     cfg = FiltersConfig()
     ds = ray.data.from_arrow(pages)
-    for stage in build_stages(cfg):
-        if stage.uses_model:
+    for stage in registry.build_stages(cfg, group="filters"):
+        if isinstance(stage, LanguageID):  # a model: an actor pool that loads it once per actor
             ds = ds.map_batches(LanguageID, fn_constructor_args=(cfg.language,), batch_format="pyarrow", batch_size=64, concurrency=1)
         else:
             ds = ds.map_batches(stage, batch_format="pyarrow", batch_size=64)
     out = pa.concat_tables([schema.conform(b) for b in ds.iter_batches(batch_format="pyarrow")])
     local = pages
-    for stage in build_stages(cfg):
+    for stage in registry.build_stages(cfg, group="filters"):
         local = stage(local)
     by_id = dict(zip(out.column(schema.ID).to_pylist(), out.column(schema.DROP_REASON).to_pylist()))
     assert by_id == dict(zip(local.column(schema.ID).to_pylist(), local.column(schema.DROP_REASON).to_pylist()))

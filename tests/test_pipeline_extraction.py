@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from curate.config import ExtractConfig
+from curate.pipeline.config import ExtractConfig
 from curate.pipeline.extract import trafilatura_kwargs
 from curate.pipeline.runner import PART_STATS_KEY
 

@@ -68,6 +68,10 @@ def test_every_shared_warc_and_every_broken_file_runs_to_a_funnel_that_adds_up(s
     for before, after in zip(funnel, funnel[1:]):  # each stage sees what the one before kept
         assert after["in"] == before["kept"]
     assert funnel[0]["in"] == stats["read"] and funnel[-1]["kept"] == stats["kept"]
+    # Every drop sits under the stage that set it.
+    by_stage = {f["stage"]: f["dropped"] for f in funnel}
+    assert set(by_stage["dedup_exact"]) <= {"dup:exact", "dup:url"} and set(by_stage["dedup_minhash"]) <= {"dup:minhash"}
+    assert "unattributed" not in by_stage and "errors" not in by_stage
 
 
 def _complete_responses(warc: Path, cut_at: int) -> int:
