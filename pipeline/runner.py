@@ -460,7 +460,9 @@ class Runner:
             shutil.rmtree(self.out / sub, ignore_errors=True)
             (self.out / sub).mkdir(parents=True)
         out = self.cfg.output
-        plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text, registry.run_schema(self.cfg))
+        pii = self.cfg.filters.pii
+        plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text, registry.run_schema(self.cfg),
+                           redact_rejected=pii if pii.enabled else None)
         specs = plan.kept + plan.rejected
         self._prog.start("shards", "write shards", total=len(specs), info="files")
         written = write_shards(specs, on_done=lambda _: self._prog.update("shards", advance=1))

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate import schema
+from curate.filters.config import PiiConfig
 
 # Words and punctuation marks: a tokenizer-free token count, close to a GPT-2 pre-tokenizer's.
 TOKEN_PATTERN = r"\w+|[^\w\s]"
@@ -59,6 +60,8 @@ class ShardSpec:
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # Output position -> new id, for rows whose id an earlier row (in output order) already has.
     new_ids: dict[int, str] = field(default_factory=dict)
+    # Rejected rows dropped before the PII stage still hold their PII: redacted with this config.
+    redact: PiiConfig | None = None
 
 
 @dataclass
@@ -142,8 +145,9 @@ def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder:
 
 
 def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compression: str, rejected_text: bool,
-                columns: pa.Schema = schema.DOC_SCHEMA) -> ShardPlan:
-    """Read the sort keys of every row and cut the kept and rejected rows into shard specs."""
+                columns: pa.Schema = schema.DOC_SCHEMA, redact_rejected: PiiConfig | None = None) -> ShardPlan:
+    """Read the sort keys of every row and cut the kept and rejected rows into shard specs.
+    `redact_rejected`: the PII settings to apply to rejected rows that never reached the PII stage."""
     keys = _read_keys(files)
     keys = keys.take(pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in SORT_KEYS]))
     reason = keys.column(schema.DROP_REASON)
@@ -156,11 +160,14 @@ def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compressio
     rank[kept], rank[~kept] = np.arange(int(kept.sum())), np.arange(int((~kept).sum()))
     new_kept = {int(rank[i]): v for i, v in renamed.items() if kept[i]}
     new_rejected = {int(rank[i]): v for i, v in renamed.items() if not kept[i]}
+    rejected = _specs(files, file_idx[~kept], rows[~kept], out / "rejected", "rejected", rows_per_shard, compression,
+                      not rejected_text, columns, new_rejected)
+    for spec in rejected:
+        spec.redact = redact_rejected
     return ShardPlan(
         kept=_specs(files, file_idx[kept], rows[kept], out / "shards", "shard", rows_per_shard, compression, False,
                     columns, new_kept),
-        rejected=_specs(files, file_idx[~kept], rows[~kept], out / "rejected", "rejected", rows_per_shard, compression,
-                        not rejected_text, columns, new_rejected),
+        rejected=rejected,
         reasons=reasons,
         rows=keys.num_rows,
         ids_made_distinct=len(renamed),
@@ -190,6 +197,8 @@ def write_shard(spec: ShardSpec) -> dict:
     tokens = count_tokens(table.column(schema.TEXT))
     if spec.blank_text:
         table = schema.set_column(table, schema.TEXT, pa.nulls(table.num_rows, pa.large_string()))
+    elif spec.redact is not None:
+        table = _redact_unredacted(table, spec.redact)
     path = Path(spec.folder) / spec.name
     write_table_atomic(table.combine_chunks(), path, spec.compression)
     domains: Counter = Counter()
@@ -202,6 +211,21 @@ def write_shard(spec: ShardSpec) -> dict:
         "bytes": path.stat().st_size,
         "domain_tokens": dict(domains),
     }
+
+
+def _redact_unredacted(table: pa.Table, cfg: PiiConfig) -> pa.Table:
+    """Redact the text of rows the PII stage never saw (no pii_counts): dropped before it."""
+    from curate.filters.pii import PiiFinder
+
+    finder = PiiFinder(cfg)
+    texts = table.column(schema.TEXT).to_pylist()
+    counts = table.column(schema.PII_COUNTS).to_pylist()
+    for i, (text, seen) in enumerate(zip(texts, counts)):
+        if text and seen is None:
+            texts[i], found = finder.redact(text)
+            counts[i] = sorted(found.items())
+    table = schema.set_column(table, schema.TEXT, texts)
+    return schema.set_column(table, schema.PII_COUNTS, counts)
 
 
 def write_shards(specs: Sequence[ShardSpec], on_done: Callable[[dict], None] | None = None) -> list[dict]:

@@ -99,6 +99,22 @@ def clean_target_uri(uri: str | None) -> str | None:
     return uri
 
 
+# An e-mail address in a URL's path, query or fragment (`?email=a%40b.org`): stored without it.
+_URL_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])", re.I)
+URL_EMAIL_PLACEHOLDER = "<EMAIL>"
+
+
+def redact_url_emails(url: str | None) -> str | None:
+    if not url:
+        return url
+    # After the authority (scheme://user@host), so `user@host` is left alone.
+    authority = url.find("//")
+    cut = url.find("/", authority + 2) if authority >= 0 else url.find(":") + 1
+    if cut < 0:
+        cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    return url[:cut] + _URL_EMAIL_RE.sub(URL_EMAIL_PLACEHOLDER, url[cut:])
+
+
 def record_id(raw: str | None, uri: str, offset: int) -> str:
     """Stable document id: the WARC-Record-ID's UUID, or a UUID derived from file and offset."""
     if raw:
@@ -217,7 +233,7 @@ class WarcReader:
             report.record_faults[rec.fault] += 1
         if rec_type not in ("response", "invalid"):
             return None
-        url = clean_target_uri(h.get_header("WARC-Target-URI")) if h is not None else None
+        url = redact_url_emails(clean_target_uri(h.get_header("WARC-Target-URI"))) if h is not None else None
         row = {
             schema.ID: record_id(h.get_header("WARC-Record-ID") if h is not None else None, source.uri, rec.offset),
             schema.URL: url,
