@@ -6,10 +6,13 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from curate import __version__
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
 def _console():
@@ -28,23 +31,26 @@ def _short_reason(reason: str) -> str:
 
 
 def _print_funnel(console, stats: dict) -> None:
+    """The funnel as a table that fits 80 columns (a log file, CI) without cutting a reason:
+    one reason per line, folded if it is longer than its column."""
+    from rich import box
     from rich.table import Table
 
     t = Table(title=f"funnel: {stats['read']:,} read -> {stats['kept']:,} kept, {stats['rejected']:,} rejected, "
-                    f"{stats['errored']:,} errored", title_justify="left")
-    for col, justify in (("stage", "left"), ("in", "right"), ("kept", "right"), ("dropped", "right"),
-                         ("%", "right"), ("s", "right"), ("top reasons", "left")):
-        t.add_column(col, justify=justify, no_wrap=col != "top reasons")
+                    f"{stats['errored']:,} errored", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, justify in (("stage", "left"), ("in", "right"), ("dropped", "right"), ("%", "right"), ("s", "right")):
+        t.add_column(col, justify=justify, no_wrap=True)
+    t.add_column("top reasons", overflow="fold", ratio=1, min_width=24)
     for f in stats["funnel"]:
         dropped = f["in"] - f["kept"]
-        top = ", ".join(f"{_short_reason(r)} {n}" for r, n in list(f["dropped"].items())[:3])
+        top = [f"{_short_reason(r)} {n:,}" for r, n in list(f["dropped"].items())[:3]]
         more = len(f["dropped"]) - 3
         if more > 0:
-            top += f" (+{more} more)"
+            top.append(f"(+{more} more)")
         pct = f"{100 * dropped / f['in']:.1f}" if f["in"] else ""
         secs = f.get("seconds")
-        t.add_row(f["stage"], f"{f['in']:,}", f"{f['kept']:,}", f"{dropped:,}", pct,
-                  f"{secs:.1f}" if isinstance(secs, (int, float)) else "", top)
+        t.add_row(f["stage"], f"{f['in']:,}", f"{dropped:,}", pct,
+                  f"{secs:.1f}" if isinstance(secs, (int, float)) else "", "\n".join(top))
     console.print(t)
 
 
@@ -146,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("CURATE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        # One line, not Ray's and our tracebacks; a second Ctrl-C must not interrupt the shutdown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ pathological page becomes `error:extract_timeout` instead of stalling a worker.
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import pickle
 import re
@@ -148,9 +149,9 @@ def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes | None:
 
 
 def serve() -> None:
-    """Child main: config as argv[1]; pages in on stdin, results out on the original stdout."""
+    """Child main: the config (JSON), then pages in on stdin; results out on the original stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    cfg = ExtractConfig.model_validate_json(sys.argv[1])
+    cfg = ExtractConfig.model_validate_json(_recv(0) or b"{}")
     out = os.dup(1)
     os.dup2(2, 1)  # a stray print() in a library must not corrupt the protocol
     extract = _engine(cfg)
@@ -172,10 +173,14 @@ class ExtractionProcess:
 
     def _start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from curate.pipeline.extract import serve; serve()", self.cfg.model_dump_json()],
+            [sys.executable, "-c", "from curate.pipeline.extract import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
         )
         self.starts += 1
+        # The engine's own settings (the registry's section class adds `resources`, and is built at
+        # run time, so it cannot be pickled by reference).
+        settings = self.cfg.model_dump(include=set(ExtractConfig.model_fields))
+        _send(self.proc.stdin.fileno(), json.dumps(settings).encode())
         # The clock of the first page starts once the child is ready, not while it imports.
         if _recv(self.proc.stdout.fileno(), time.monotonic() + self.START_TIMEOUT_S) != b"ready":
             raise RuntimeError("the extraction process did not start")

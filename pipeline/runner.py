@@ -220,6 +220,35 @@ def plan_pools(stages: list[tuple[str, Resources]], num_cpus: float, num_gpus: f
     return [(g, r, n) for (g, r), n in zip(groups, sizes)]
 
 
+WORKER_LOSS_ATTEMPTS = 3
+
+
+def _worker_lost(err: BaseException) -> BaseException | None:
+    """The worker-loss error (an actor, worker process or node died) behind `err`, if any; a
+    stage that raises is a bug, not a loss, and is not retried."""
+    import ray.exceptions as rex
+
+    lost = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError)
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, lost):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _wait_for_free_cpus(timeout_s: float = 60.0) -> None:
+    """Ray releases the actor pools of a finished dataset asynchronously; the next dataset started
+    before that sees no free CPU (and Ray Data warns that it will hang). Wait for them."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while not ray.available_resources().get("CPU") and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
     out: dict[str, float] = {}
     for k, v in d.items():
@@ -243,7 +272,10 @@ def write_part(part: pa.Table, folder: Path, compression: str, report: dict, run
     table = table.take(pc.sort_indices(table, sort_keys=[(schema.WARC_OFFSET, "ascending")]))
     table = table.replace_schema_metadata({PART_STATS_KEY: json.dumps(report).encode()})
     folder.mkdir(parents=True, exist_ok=True)
-    write_table_atomic(table, folder / f"part-{uuid.uuid4().hex}.parquet", compression)
+    # Named by its first record: a batch done again (its worker was lost after writing) replaces
+    # its part instead of adding a second copy of the rows.
+    first = table.column(schema.WARC_OFFSET)[0].as_py() if table.num_rows else 0
+    write_table_atomic(table, folder / f"part-{first:015d}.parquet", compression)
 
 
 class StageStats:
@@ -361,6 +393,7 @@ class Runner:
             batch_format="pyarrow",
             # Reading is I/O and gunzip: light enough to share cores with extraction.
             num_cpus=0,
+            max_restarts=0,  # a lost worker is handled by the runner; see _run_per_document_surviving
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), num_cpus))),
         )
         pools = plan_pools(registry.document_resources(self.cfg), num_cpus, ray.cluster_resources().get("GPU", 0))
@@ -376,6 +409,10 @@ class Runner:
                 num_cpus=res.num_cpus,
                 num_gpus=res.num_gpus or None,
                 memory=int(res.memory_gb * 2**30) if res.memory_gb else None,
+                # Ray Data passes an actor its function through the object store; restartable
+                # actors with such arguments make Ray core log an error for every pool. A lost
+                # worker is handled by the runner instead (_run_per_document_surviving).
+                max_restarts=0,
                 # A fixed pool (an autoscaling one stayed at 1 actor on a 2-CPU budget), and at most two
                 # batches queued per actor so no actor sits on a backlog while another runs dry.
                 compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
@@ -393,6 +430,21 @@ class Runner:
                 self._prog.update("docs", completed=finished,
                                   info=f"inputs, {docs:,} documents ({docs / (time.perf_counter() - t0):.0f}/s)")
         self._prog.finish("docs")
+
+    def _run_per_document_surviving(self, pending: list[InputFile], num_cpus: int) -> None:
+        """The per-document phase, redone for the inputs a lost worker (or node) left unfinished:
+        their parts are deleted and written anew, so the output is exactly a clean run's."""
+        todo = pending
+        for attempt in range(1, WORKER_LOSS_ATTEMPTS + 1):
+            try:
+                self._run_per_document(todo, num_cpus)
+            except Exception as err:
+                if attempt == WORKER_LOSS_ATTEMPTS or not _worker_lost(err):
+                    raise
+                self._say(f"a worker was lost ({type(_worker_lost(err)).__name__}); redoing the inputs it left unfinished")
+            todo = [i for i in pending if self._finished(i) is None]
+            if not todo:
+                return
 
     def _stage_stats(self, inputs: list[InputFile]) -> dict:
         """Seconds and counters per stage, summed from the footers of every part file."""
@@ -422,6 +474,7 @@ class Runner:
             shutil.rmtree(self.global_dir, ignore_errors=True)
         current = files
         for k, stage in enumerate(stages):
+            _wait_for_free_cpus()
             d = self.global_dir / f"{k}-{stage.name}"
             done = d / "_SUCCESS"
             self._prog.start(stage.name, stage.name, total=1)
@@ -488,7 +541,7 @@ class Runner:
         with RunProgress(self.progress, self.console) as self._prog:
             t0 = time.perf_counter()
             if pending:
-                self._run_per_document(pending, num_cpus)
+                self._run_per_document_surviving(pending, num_cpus)
                 for i in pending:
                     r = self._finished(i)
                     if r is None:
