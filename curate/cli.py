@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     _print_funnel(console, result.stats)
     console.print(f"{result.manifest['rows']:,} documents in {len(result.manifest['shards'])} shards: {result.output / 'shards'}")
-    console.print(f"report: {result.output / 'report.md'}, funnel plot: {result.output / 'funnel.png'}")
+    console.print(f"report: {result.output / 'report.html'} (and report.md, funnel.png)", soft_wrap=True)
     if not _within_failure_budget(console, result.stats, cfg.input.max_failed_fraction):
         return 1
     if cfg.train is not None and not args.no_train:
@@ -122,8 +122,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    stats = json.loads((Path(args.output) / "stats.json").read_text())
-    _print_funnel(_console(), stats)
+    from curate.pipeline.report_html import write_html
+
+    out = Path(args.output)
+    stats = json.loads((out / "stats.json").read_text())
+    console = _console()
+    _print_funnel(console, stats)
+    manifest = json.loads((out / "manifest.json").read_text())
+    console.print(f"report: {write_html(out, stats, manifest)}", soft_wrap=True)
     return 0
 
 

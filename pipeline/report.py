@@ -1,4 +1,4 @@
-"""stats.json (the funnel), manifest.json, report.md and funnel.png for a finished run."""
+"""stats.json (the funnel), manifest.json, report.md, report.html and funnel.png for a finished run."""
 
 from __future__ import annotations
 
@@ -129,6 +129,9 @@ def write_report(cfg: Config, out: Path, stats: dict, reports: list[dict], shard
     _write(out / "stats.json", stats)
     _write(out / "manifest.json", manifest)
     (out / "report.md").write_text(render_markdown(stats, manifest))
+    from curate.pipeline.report_html import write_html
+
+    write_html(out, stats, manifest)
     try:
         plot_funnel(stats, out / "funnel.png")
     except Exception:  # noqa: BLE001 -- a plot is a nicety; never fail a finished run for it

@@ -66,7 +66,7 @@ def report_data(out: Path, stats: dict, manifest: dict) -> dict[str, Any]:
     if schema.LANG in cols:
         langs = Counter({r["values"] or "none": r["counts"] for r in cols[schema.LANG].value_counts().to_pylist()})
     clusters = {name: g["cluster_size_histogram"] for name, g in stats.get("global", {}).items()
-                if isinstance(g, dict) and g.get("cluster_size_histogram")}
+                if isinstance(g, dict) and "cluster_size_histogram" in g}
     mixture = manifest.get("mixture") or {}
     return {
         "title": f"curate run: {stats['read']:,} read, {stats['kept']:,} kept",
@@ -107,7 +107,7 @@ body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px aut
 h1{font-size:22px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .cards{display:flex;gap:12px;flex-wrap:wrap} .card{background:#f4f6fa;border-radius:6px;padding:8px 14px}
 .card b{display:block;font-size:20px} .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:16px}
-svg text{font-size:11px;fill:#333} .muted{color:#777} table{border-collapse:collapse} td,th{padding:2px 10px;text-align:left}
+svg{max-width:100%;height:auto} svg text{font-size:11px;fill:#333} .muted{color:#777} table{border-collapse:collapse} td,th{padding:2px 10px;text-align:left}
 #errors{color:#b00}
 </style></head><body>
 <h1 id="title"></h1><div class="cards" id="cards"></div>
@@ -201,7 +201,8 @@ hbars("languages", Object.entries(D.languages).map(([l, n]) => [l, [n]]), {empty
 Object.entries(D.scores).forEach(([c, h]) => histogram("scores", c, h));
 if (!Object.keys(D.scores).length) note("scores", "no score columns in the shards");
 Object.entries(D.clusters).forEach(([stage, hist]) =>
-  hbars("clusters", Object.entries(hist).map(([size, n]) => ["size " + size, [n]]), {name: stage, width: 520, labelW: 90}));
+  hbars("clusters", Object.entries(hist).map(([size, n]) => ["size " + size, [n]]),
+        {name: stage, width: 520, labelW: 90, empty: stage + ": no near-duplicate clusters"}));
 if (!Object.keys(D.clusters).length) note("clusters", "no fuzzy dedup stage ran");
 const mix = D.mixture, col = mix.column || "domain";
 if (mix.before && mix.after) {
