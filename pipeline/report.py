@@ -28,6 +28,30 @@ def failed_inputs(reports: list[dict]) -> list[dict]:
             for r in reports if (r.get("error") or "").startswith(FAILED_INPUT_ERRORS)]
 
 
+def check_accounting(reader_rows: int, stages: list[str], flow: dict[str, dict], global_stats: dict[str, dict],
+                     written: dict[str, int]) -> None:
+    """Compare the counts that independent parts of the run made: the rows the readers emitted
+    (their completion markers), each per-document stage's rows in and out (counted around the
+    stage in its worker), each global stage's rows in and out (from its files), and the rows each
+    shard write returned. Raises AccountingError naming the first place where a row went missing
+    or appeared."""
+    expected = reader_rows
+    for name in stages if flow else ():  # parts written before stages counted their flow have none
+        f = flow.get(name, {})
+        if f.get("in", 0) != expected:
+            where = "the reader" if name == stages[0] else f"between the stages before {name!r} and it"
+            raise AccountingError(f"{where}: {expected} rows handed on, {f.get('in', 0)} arrived")
+        if f.get("out", 0) != f.get("in", 0):
+            raise AccountingError(f"stage {name!r}: {f.get('in', 0)} rows in, {f.get('out', 0)} out")
+        expected = f["out"]
+    for name, g in global_stats.items():
+        if "rows_in" in g and g["rows_in"] != g.get("rows_out"):
+            raise AccountingError(f"global stage {name!r}: {g['rows_in']} rows in, {g.get('rows_out')} out")
+    if written and (written["kept"] != written["planned_kept"] or written["rejected"] != written["planned_rejected"]):
+        raise AccountingError(f"the shard writer: wrote {written['kept']} kept and {written['rejected']} rejected rows, "
+                              f"planned {written['planned_kept']} and {written['planned_rejected']}")
+
+
 def _stage_namespaces(cfg: Config) -> list[tuple[str, tuple[str, ...]]]:
     """Every stage of the run in order, reading first, with the reason namespaces it owns."""
     from curate.pipeline import registry

@@ -116,7 +116,7 @@ svg{max-width:100%;height:auto} svg text{font-size:11px;fill:#333} .muted{color:
 <h2>Languages of the kept documents</h2><div id="languages"></div>
 <h2>Score histograms (kept documents)</h2><div class="grid" id="scores"></div>
 <h2>Duplicate cluster sizes</h2><div class="grid" id="clusters"></div>
-<h2>Mixture</h2><div class="grid" id="mixture"></div>
+<h2>Mixture</h2><div id="mixture"></div>
 <h2>Shard sizes</h2><div id="shards"></div>
 <h2>Time per stage</h2><div id="time"></div>
 <h2>Failed inputs</h2><div id="failed"></div>

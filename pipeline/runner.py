@@ -119,14 +119,22 @@ class StageGroup:
         out = []
         for uri in pc.unique(paths).to_pylist():
             part = batch.filter(pc.equal(paths, uri))
-            report = {"seconds": {}, "cpu_seconds": {}, "dropped": {}}
+            report = {"seconds": {}, "cpu_seconds": {}, "dropped": {}, "flow": {}}
             for stage in self.stages:
                 before = schema.active_mask(part)
+                rows_in, active_in = part.num_rows, pc.sum(before).as_py() or 0
                 t0, c0 = time.perf_counter(), time.process_time()
                 part = stage(part)
+                if part.num_rows != rows_in:  # stages mark rows, never remove or add them
+                    from curate.pipeline.report import AccountingError
+
+                    raise AccountingError(f"stage {stage.name!r}: {rows_in} rows in, {part.num_rows} out")
                 report["seconds"][stage.name] = time.perf_counter() - t0
                 report["cpu_seconds"][stage.name] = time.process_time() - c0
                 report["dropped"][stage.name] = _new_drops(stage, before, part)
+                # Counted here, apart from the drops: the end-of-run accounting compares them.
+                report["flow"][stage.name] = {"in": rows_in, "out": part.num_rows, "active_in": active_in,
+                                              "active_out": pc.sum(schema.active_mask(part)).as_py() or 0}
             report["counters"] = self._counter_deltas()
             report["worker"] = self.worker
             report["workers"] = {stage.name: self.worker for stage in self.stages}
@@ -239,6 +247,10 @@ def _worker_lost(err: BaseException) -> BaseException | None:
     return None
 
 
+def _parquet_rows(files: list[str]) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
 def _wait_for_free_cpus(timeout_s: float = 60.0) -> None:
     """Ray releases the actor pools of a finished dataset asynchronously; the next dataset started
     before that sees no free CPU (and Ray Data warns that it will hang). Wait for them."""
@@ -288,6 +300,8 @@ class StageStats:
         self.counters: dict[str, Counter] = defaultdict(Counter)
         # Rows each stage dropped, by reason, counted where it dropped them.
         self.dropped: dict[str, Counter] = defaultdict(Counter)
+        # Rows (and still active rows) into and out of each stage.
+        self.flow: dict[str, Counter] = defaultdict(Counter)
 
     def add(self, report: dict) -> None:
         for k, v in report["seconds"].items():
@@ -298,11 +312,14 @@ class StageStats:
             self.counters[stage].update(d)
         for stage, d in report.get("dropped", {}).items():
             self.dropped[stage].update(d)
+        for stage, d in report.get("flow", {}).items():
+            self.flow[stage].update(d)
 
     def snapshot(self) -> dict:
         return {"seconds": dict(self.seconds), "cpu_seconds": dict(self.cpu_seconds),
                 "counters": {k: dict(v) for k, v in self.counters.items()},
-                "dropped": {k: dict(v) for k, v in self.dropped.items()}}
+                "dropped": {k: dict(v) for k, v in self.dropped.items()},
+                "flow": {k: dict(v) for k, v in self.flow.items()}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +348,7 @@ class Runner:
         self.console = console
         self._prog = RunProgress(False)
         self.ids_made_distinct = 0
+        self.written: dict[str, int] = {}  # rows the shard writes returned, and the rows planned
 
     def _say(self, msg: str) -> None:
         if self.console is not None:
@@ -494,6 +512,9 @@ class Runner:
             out = stage.run(ds, ctx)
             out.write_parquet(str(tmp), min_rows_per_file=max(1, self.cfg.output.rows_per_shard))
             shutil.rmtree(tmp / "work", ignore_errors=True)
+            # Rows in and out, from the files' own metadata, for the end-of-run accounting.
+            ctx.stats["rows_in"] = _parquet_rows(current)
+            ctx.stats["rows_out"] = _parquet_rows(sorted(str(p) for p in tmp.glob("*.parquet")))
             ctx.stats["total_seconds"] = round(time.perf_counter() - t0, 3)
             os.replace(tmp, d)
             _atomic_write_json(ctx.stats, done)
@@ -521,6 +542,8 @@ class Runner:
         written = write_shards(specs, on_done=lambda _: self._prog.update("shards", advance=1))
         kept, rejected = written[: len(plan.kept)], written[len(plan.kept):]
         self.ids_made_distinct = plan.ids_made_distinct
+        self.written = {"kept": sum(e["rows"] for e in kept), "rejected": sum(e["rows"] for e in rejected),
+                        "planned_kept": plan.reasons.get(None, 0), "planned_rejected": plan.rows - plan.reasons.get(None, 0)}
         domain_tokens: Counter = Counter()
         for entry in kept:
             domain_tokens.update(entry["domain_tokens"])
@@ -530,7 +553,8 @@ class Runner:
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self, num_cpus: int, dashboard_url: str | None = None) -> RunResult:
-        from curate.pipeline.report import build_stats, write_report
+        from curate.pipeline import registry
+        from curate.pipeline.report import build_stats, check_accounting, write_report
 
         t_start = time.perf_counter()
         self._check_fingerprint()
@@ -556,6 +580,8 @@ class Runner:
             shards, rejected, reasons, domain_tokens, total = self._write_outputs(files)
             write_seconds = time.perf_counter() - t1
         reports = [done[i.key] for i in inputs]
+        check_accounting(sum(r["rows"] for r in reports), [e.load().name for e in registry.enabled_entries(self.cfg, "document")],
+                         snap.get("flow", {}), global_stats, self.written)
         stats = build_stats(
             self.cfg, reports, reasons, snap, global_stats, total,
             seconds={"per_document": per_doc_seconds, "write": write_seconds, "total": time.perf_counter() - t_start},

@@ -130,3 +130,37 @@ def test_a_run_where_every_download_fails_completes_and_exits_1(tmp_path):
     assert "2 of 2 inputs failed for good" in proc.stdout
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert [f["uri"] for f in stats["failed_inputs"]] == urls
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_one_line_and_130_and_the_rerun_finishes_with_a_clean_console(tmp_path, shared_data):
+    """A run interrupted by Ctrl-C says one line and exits 130; the same command then resumes and
+    finishes, and its console holds none of Ray's internal warnings and no line over 80 columns."""
+    import os
+    import signal
+    import time
+
+    raw = {"input": {"paths": [str(shared_data / "warc/dolma-wget/sample-0000.warc.gz"),
+                               str(shared_data / "warc/resiliparse/CC-MAIN-2020-34-sample.warc.gz")]},
+           "output": {"path": str(tmp_path / "out")}, "ray": {"num_cpus": 2, "dashboard_port": 0, "batch_size": 4}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    cmd = [str(Path(sys.executable).parent / "curate"), "run", str(tmp_path / "run.yaml"), "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}  # not a terminal, no width given
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (tmp_path / "out" / "work" / "docs").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    first.send_signal(signal.SIGINT)  # what the terminal sends the foreground process on Ctrl-C
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 130, out + err[-3000:]
+    assert "Traceback" not in out + err
+    assert [line for line in err.splitlines() if line.strip()] == \
+        ["interrupted: finished work is kept; run the same command again to resume"]
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+    console = again.stdout + again.stderr
+    assert again.returncode == 0, console[-3000:]
+    assert "core_worker.cc" not in console and "available CPUs" not in console
+    funnel = again.stdout[again.stdout.index("funnel:"):]
+    assert max(len(line) for line in funnel.splitlines()) <= 80
