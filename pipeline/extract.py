@@ -43,29 +43,58 @@ def _known(enc: str | None) -> str | None:
 def decode_html(payload: bytes, header_charset: str | None) -> tuple[str, str]:
     """Bytes -> (text, charset used). HTTP header first, then `<meta>`, then detection;
     undecodable bytes are replaced, never raised."""
+    text, charset, _ = decode_html_counted(payload, header_charset)
+    return text, charset
+
+
+def decode_html_counted(payload: bytes, header_charset: str | None) -> tuple[str, str, int]:
+    """decode_html, plus how many invalid UTF-8 sequences were replaced with U+FFFD.
+
+    A page in UTF-8 (declared or not) with a few invalid bytes, such as one stray Latin-1
+    byte, is decoded as UTF-8 with replacement, as browsers do: re-guessing the whole page
+    from a few bad bytes (charset_normalizer then often picks cp1250 or iso8859_10) would
+    break every other non-ASCII character. Only when invalid sequences outnumber the valid
+    multi-byte characters is a UTF-8 declaration taken to be wrong."""
     if payload.startswith(codecs.BOM_UTF8):
-        return payload[3:].decode("utf-8", "replace"), "utf-8"
+        return payload[3:].decode("utf-8", "replace"), "utf-8", 0
     meta = _META_CHARSET_RE.search(payload[:4096])
     for enc in (_known(header_charset), _known(meta.group(1).decode("ascii", "ignore")) if meta else None):
-        if enc and enc.startswith(("utf-16", "utf-32")):
+        if not enc:
+            continue
+        if enc.startswith(("utf-16", "utf-32")) and b"\x00" not in payload[:4096]:
             # Mostly-ASCII markup in UTF-16/32 is full of NUL bytes; without them the label lies
             # (and decoding would "succeed" into CJK-looking garbage).
-            if b"\x00" not in payload[:4096]:
-                continue
-        if enc:
-            try:
-                return payload.decode(enc), enc
-            except UnicodeDecodeError:
-                continue  # a wrong declaration is common; try the next source
-    try:
-        return payload.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+            continue
+        if enc == "utf-8":
+            decoded = _mostly_utf8(payload)
+            if decoded is not None:
+                return decoded[0], "utf-8", decoded[1]
+            continue  # a wrong declaration is common; try the next source
+        try:
+            return payload.decode(enc), enc, 0
+        except UnicodeDecodeError:
+            continue
+    decoded = _mostly_utf8(payload)
+    if decoded is not None:
+        return decoded[0], "utf-8", decoded[1]
     from charset_normalizer import from_bytes
 
     best = from_bytes(payload[:200_000]).best()
     enc = best.encoding if best else "utf-8"
-    return payload.decode(enc, "replace"), enc
+    return payload.decode(enc, "replace"), enc, 0
+
+
+def _mostly_utf8(payload: bytes) -> tuple[str, int] | None:
+    """(text, invalid sequences replaced) when the bytes are UTF-8 apart from a few invalid
+    sequences (no more than the valid non-ASCII characters); None when they are not UTF-8."""
+    try:
+        return payload.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        pass
+    text = payload.decode("utf-8", "replace")
+    invalid = text.count("\ufffd") - payload.count("\ufffd".encode())  # minus genuine U+FFFD characters
+    valid_non_ascii = len(text) - len(text.encode("ascii", "ignore")) - text.count("\ufffd")
+    return (text, invalid) if invalid <= valid_non_ascii else None
 
 
 def trafilatura_kwargs(cfg: ExtractConfig) -> dict:
@@ -93,17 +122,32 @@ def _engine(cfg: ExtractConfig) -> Callable[[str], str | None]:
 
 
 def extract_page(extract: Callable[[str], str | None], cfg: ExtractConfig, payload: bytes,
-                 header_charset: str | None) -> tuple[str | None, str | None, str | None]:
-    """(text, charset, drop reason) of one page, in this process and without a time limit."""
-    html, charset = decode_html(payload, header_charset)
+                 header_charset: str | None) -> tuple[str | None, str | None, str | None, dict[str, int]]:
+    """(text, charset, drop reason, counts) of one page, in this process and without a time
+    limit; counts: invalid UTF-8 sequences replaced, whether mojibake was repaired."""
+    html, charset, invalid = decode_html_counted(payload, header_charset)
+    info = {"invalid_utf8_sequences": invalid, "mojibake_repaired": 0}
     try:
         text = extract(html)
     except Exception as err:  # noqa: BLE001 -- one bad page must not fail the batch
-        return None, charset, f"error:extract:{type(err).__name__}"
+        return None, charset, f"error:extract:{type(err).__name__}", info
     text = (text or "").strip()
     if len(text) < max(cfg.min_text_chars, 1):
-        return None, charset, "extract:empty"
-    return text, charset, None
+        return None, charset, "extract:empty", info
+    if cfg.repair_mojibake:
+        fixed = repair_mojibake(text)
+        info["mojibake_repaired"] = int(fixed != text)
+        text = fixed
+    return text, charset, None, info
+
+
+def repair_mojibake(text: str) -> str:
+    """UTF-8 read as Latin-1/cp1252 somewhere upstream (`schÃ¶n`) -> `schön`, with ftfy.
+    ftfy's own badness check is a single regex search, so clean text costs almost nothing."""
+    import ftfy
+    from ftfy.badness import is_bad
+
+    return ftfy.fix_encoding(text) if is_bad(text) else text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +229,7 @@ class ExtractionProcess:
         if _recv(self.proc.stdout.fileno(), time.monotonic() + self.START_TIMEOUT_S) != b"ready":
             raise RuntimeError("the extraction process did not start")
 
-    def run(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str | None, str | None]:
+    def run(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str | None, str | None, dict[str, int]]:
         if self.proc is None or self.proc.poll() is not None:
             self._start()
         assert self.proc is not None
@@ -195,12 +239,12 @@ class ExtractionProcess:
             reply = _recv(self.proc.stdout.fileno(), time.monotonic() + self.cfg.timeout_s)
         except TimeoutError:
             self.stop()
-            return None, header_charset, "error:extract_timeout"
+            return None, header_charset, "error:extract_timeout", {}
         except (BrokenPipeError, EOFError):
             reply = None
         if reply is None:  # the child died on this page (a crash in C code, out of memory)
             self.stop()
-            return None, header_charset, "error:extract:process_died"
+            return None, header_charset, "error:extract:process_died", {}
         return pickle.loads(reply)
 
     def stop(self) -> None:
@@ -219,15 +263,19 @@ class Extract(Stage):
     def __init__(self, cfg: ExtractConfig) -> None:
         self.cfg = cfg
         self.child = ExtractionProcess(cfg)
-        self.counts = {"timeouts": 0, "errors": 0}
+        self.counts = {"timeouts": 0, "errors": 0, "invalid_utf8_pages": 0, "invalid_utf8_sequences": 0, "mojibake_repaired": 0}
 
     def extract_one(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str | None, str | None]:
         """(text, charset, drop reason), within the time limit."""
-        text, charset, reason = self.child.run(payload, header_charset)
+        text, charset, reason, info = self.child.run(payload, header_charset)
         if reason == "error:extract_timeout":
             self.counts["timeouts"] += 1
         elif reason and reason.startswith("error:"):
             self.counts["errors"] += 1
+        if info.get("invalid_utf8_sequences"):
+            self.counts["invalid_utf8_pages"] += 1
+            self.counts["invalid_utf8_sequences"] += info["invalid_utf8_sequences"]
+        self.counts["mojibake_repaired"] += info.get("mojibake_repaired", 0)
         return text, charset, reason
 
     def __call__(self, batch: pa.Table) -> pa.Table:
