@@ -134,6 +134,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_example(args: argparse.Namespace) -> int:
+    from curate.pipeline.example_data import fetch_example
+    from curate.pipeline.sources import InputError, TransferError
+
+    try:
+        path = fetch_example(Path(args.cache), crawl=args.crawl, records=args.records, seed=args.seed)
+    except (InputError, TransferError, OSError) as err:
+        _console().print(f"[red]cannot fetch the example records: {err}[/red]", soft_wrap=True)
+        return 1
+    _console().print(f"example records: {path}", soft_wrap=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="curate", description="Pretraining-data curation on Ray: WARCs in, Parquet shards and a model out.")
     p.add_argument("--version", action="version", version=f"curate {__version__}")
@@ -147,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="print the funnel of a finished run")
     s.add_argument("output", help="the run's output folder")
     s.set_defaults(func=cmd_stats)
+    f = sub.add_parser("fetch-example", help="fetch a few hundred real Common Crawl records for the example (once, cached)")
+    f.add_argument("--cache", default=".cache/example", help="folder for the sample WARC")
+    f.add_argument("--crawl", default="CC-MAIN-2024-22")
+    f.add_argument("--records", type=int, default=300)
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=cmd_fetch_example)
     from curate.classifiers.cli import add_subcommands as add_classifier_subcommands
 
     add_classifier_subcommands(sub)

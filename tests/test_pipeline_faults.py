@@ -1,10 +1,15 @@
 """A worker lost mid-run costs nothing: a busy extraction actor killed with SIGKILL while it works
 is replaced, the inputs it left unfinished are done again, and the run ends with exactly the
-shards of a clean run (byte for byte), no row lost or written twice."""
+shards of a clean run (byte for byte), no row lost or written twice. A driver killed with SIGKILL
+mid-extraction and again mid-dedup leaves no process behind, and the rerun redoes nothing that
+had finished and writes the shards of a clean run."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -84,3 +89,48 @@ def test_a_busy_extraction_actor_killed_mid_run_leaves_the_output_of_a_clean_run
     assert shard_bytes(out) == shard_bytes(tmp_path / "clean")
     assert {k: result.stats[k] for k in ("read", "kept", "rejected", "errored")} == \
         {k: clean.stats[k] for k in ("read", "kept", "rejected", "errored")}
+
+
+def curate_run(cfg: Path, out: Path, kill_when=None) -> tuple[int | None, list[str]]:
+    """`curate run` as a user runs it; with `kill_when`, SIGKILL the driver once it holds, and
+    return what of its process tree is still alive 30 s later (the reaper must end it all)."""
+    cmd = [str(Path(sys.executable).parent / "curate"), "run", str(cfg), "--output", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if kill_when is None:
+        console = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, console[-3000:]
+        return proc.returncode, []
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and proc.poll() is None and not kill_when(out):
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before the moment to kill it"
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.wait()
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    left = [f"{p.pid} {p.name()}" for p in alive if p.is_running()]
+    for p in alive:
+        p.kill()
+    return None, left
+
+
+@pytest.mark.slow
+def test_a_driver_killed_mid_extraction_and_mid_dedup_then_rerun_equals_a_clean_run(shared_data, tmp_path):
+    import yaml
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "input": {"paths": [str(shared_data / "warc/dolma-wget/sample-0000.warc.gz"),
+                            str(shared_data / "warc/resiliparse/CC-MAIN-2020-34-sample.warc.gz")]},
+        "output": {"path": str(tmp_path / "unused"), "rows_per_shard": 8},
+        "ray": {"num_cpus": 2, "dashboard_port": 0, "batch_size": 4}}))
+    curate_run(cfg, tmp_path / "clean")
+    out = tmp_path / "killed"
+    _, left = curate_run(cfg, out, kill_when=lambda o: any((o / "work" / "docs").glob("*/part-*.parquet")))
+    assert left == []
+    _, left = curate_run(cfg, out, kill_when=lambda o: any((o / "work" / "global").glob(".*.tmp")))
+    assert left == []
+    curate_run(cfg, out)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["inputs_processed_this_run"] == 0  # extraction finished in the second attempt: not redone
+    assert shard_bytes(out) == shard_bytes(tmp_path / "clean")
