@@ -404,37 +404,41 @@ class Runner:
         # Small blocks keep each reader batch its own block, so one file spreads over every actor.
         # The setting is this dataset's own context (its maps share it), not the process-wide one.
         ds.context.target_max_block_size = READ_BLOCK_BYTES
-        ds = ds.map_batches(
-            ReadWarcs,
-            fn_constructor_kwargs={"cfg": self.cfg, "read_dir": str(self.read_dir)},
-            batch_size=1,
-            batch_format="pyarrow",
-            # Reading is I/O and gunzip: light enough to share cores with extraction.
-            num_cpus=0,
-            max_restarts=0,  # a lost worker is handled by the runner; see _run_per_document_surviving
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), num_cpus))),
-        )
-        pools = plan_pools(registry.document_resources(self.cfg), num_cpus, ray.cluster_resources().get("GPU", 0))
-        run_schema = registry.run_schema(self.cfg)
-        for k, (sections, res, actors) in enumerate(pools):
-            last = k == len(pools) - 1
+        with warnings.catch_warnings():
+            # Ray 2.60 takes `max_restarts` only among the "ray_remote_args" it deprecates (no
+            # named parameter yet); the restarts must be off (see _run_per_document_surviving).
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
             ds = ds.map_batches(
-                StageGroup,
-                fn_constructor_kwargs={"cfg": self.cfg, "sections": sections, "run_schema": run_schema,
-                                       "docs_dir": str(self.docs_dir) if last else None},
-                batch_size=res.batch_size or self.cfg.ray.batch_size,
+                ReadWarcs,
+                fn_constructor_kwargs={"cfg": self.cfg, "read_dir": str(self.read_dir)},
+                batch_size=1,
                 batch_format="pyarrow",
-                num_cpus=res.num_cpus,
-                num_gpus=res.num_gpus or None,
-                memory=int(res.memory_gb * 2**30) if res.memory_gb else None,
-                # Ray Data passes an actor its function through the object store; restartable
-                # actors with such arguments make Ray core log an error for every pool. A lost
-                # worker is handled by the runner instead (_run_per_document_surviving).
-                max_restarts=0,
-                # A fixed pool (an autoscaling one stayed at 1 actor on a 2-CPU budget), and at most two
-                # batches queued per actor so no actor sits on a backlog while another runs dry.
-                compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
+                # Reading is I/O and gunzip: light enough to share cores with extraction.
+                num_cpus=0,
+                max_restarts=0,  # a lost worker is handled by the runner; see _run_per_document_surviving
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), num_cpus))),
             )
+            pools = plan_pools(registry.document_resources(self.cfg), num_cpus, ray.cluster_resources().get("GPU", 0))
+            run_schema = registry.run_schema(self.cfg)
+            for k, (sections, res, actors) in enumerate(pools):
+                last = k == len(pools) - 1
+                ds = ds.map_batches(
+                    StageGroup,
+                    fn_constructor_kwargs={"cfg": self.cfg, "sections": sections, "run_schema": run_schema,
+                                           "docs_dir": str(self.docs_dir) if last else None},
+                    batch_size=res.batch_size or self.cfg.ray.batch_size,
+                    batch_format="pyarrow",
+                    num_cpus=res.num_cpus,
+                    num_gpus=res.num_gpus or None,
+                    memory=int(res.memory_gb * 2**30) if res.memory_gb else None,
+                    # Ray Data passes an actor its function through the object store; restartable
+                    # actors with such arguments make Ray core log an error for every pool. A lost
+                    # worker is handled by the runner instead (_run_per_document_surviving).
+                    max_restarts=0,
+                    # A fixed pool (an autoscaling one stayed at 1 actor on a 2-CPU budget), and at most two
+                    # batches queued per actor so no actor sits on a backlog while another runs dry.
+                    compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
+                )
         # The actors write the rows; iterating drives the execution and feeds the progress line.
         docs, t0 = 0, time.perf_counter()
         self._prog.start("docs", "read, extract, filter", total=len(pending), info="inputs")
@@ -510,6 +514,7 @@ class Runner:
             t0 = time.perf_counter()
             ds = ray.data.read_parquet(current, schema=run_schema) if current else ray.data.from_arrow(schema.empty(run_schema))
             out = stage.run(ds, ctx)
+            _wait_for_free_cpus()  # the stage's own tasks may still hold them for a moment
             out.write_parquet(str(tmp), min_rows_per_file=max(1, self.cfg.output.rows_per_shard))
             shutil.rmtree(tmp / "work", ignore_errors=True)
             # Rows in and out, from the files' own metadata, for the end-of-run accounting.

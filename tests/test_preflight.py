@@ -146,7 +146,9 @@ def test_ctrl_c_stops_with_one_line_and_130_and_the_rerun_finishes_with_a_clean_
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
     cmd = [str(Path(sys.executable).parent / "curate"), "run", str(tmp_path / "run.yaml"), "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}  # not a terminal, no width given
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # As a terminal starts it: SIGINT at its default (a background test runner may ignore it).
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (tmp_path / "out" / "work" / "docs").exists():
         time.sleep(0.2)
