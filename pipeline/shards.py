@@ -223,7 +223,7 @@ def _redact_unredacted(table: pa.Table, cfg: PiiConfig) -> pa.Table:
     for i, (text, seen) in enumerate(zip(texts, counts)):
         if text and seen is None:
             texts[i], found = finder.redact(text)
-            counts[i] = sorted(found.items())
+            counts[i] = [{"kind": k, "count": n} for k, n in sorted(found.items())]  # as the others read back
     table = schema.set_column(table, schema.TEXT, texts)
     return schema.set_column(table, schema.PII_COUNTS, counts)
 

@@ -85,3 +85,17 @@ def test_email_addresses_never_reach_the_url_column():
     rows = [r for b in WarcReader(ReadConfig()).read(InputFile("x.warc"), io.BytesIO(record), ReadReport("x.warc"))
             for r in b.to_pylist()]
     assert [r["url"] for r in rows] == ["https://example.org/login?user=<EMAIL>"]
+
+
+def test_rejected_shard_mixing_redacted_and_unredacted_rows():
+    """A duplicate (PII stage ran: counts set) next to a page dropped before the PII stage: only
+    the second is redacted at write time, and both keep one column type."""
+    import pyarrow as pa
+
+    from curate.pipeline.shards import _redact_unredacted
+
+    rows = schema.from_rows([{schema.TEXT: "mail <EMAIL>", schema.PII_COUNTS: [("email", 1)]}, {schema.TEXT: MAIL}])
+    read_back = pa.Table.from_pylist(rows.to_pylist(), schema=rows.schema)  # as write_shard reads a part
+    out = _redact_unredacted(read_back, PiiConfig()).select([schema.TEXT, schema.PII_COUNTS]).to_pylist()
+    assert out == [{"text": "mail <EMAIL>", "pii_counts": [{"kind": "email", "count": 1}]},
+                   {"text": MAIL.replace("jane.roe@example.org", "<EMAIL>"), "pii_counts": [{"kind": "email", "count": 1}]}]
