@@ -136,3 +136,15 @@ def test_an_id_shared_by_different_pages_is_made_distinct_and_a_record_read_twic
     ])
     plan = plan_shards(split_into_files(rows, tmp_path, [], 0), tmp_path / "p", 2, "zstd", True)
     assert plan.ids_made_distinct == 1
+
+
+def test_a_cut_copy_of_a_record_keeps_its_id(tmp_path):
+    """The same record in a file cut short (no text: an error row) is that record, not another page."""
+    rows = schema.from_rows([
+        {schema.ID: "rec-9", schema.WARC_PATH: "/a.warc.gz", schema.WARC_OFFSET: 1, schema.URL: "https://example.org/p",
+         schema.TEXT: "the page", schema.DROP_REASON: None},
+        {schema.ID: "rec-9", schema.WARC_PATH: "/b-cut.warc.gz", schema.WARC_OFFSET: 1, schema.URL: "https://example.org/p",
+         schema.TEXT: None, schema.DROP_REASON: "error:warc:truncated_record"},
+    ])
+    plan = plan_shards(split_into_files(rows, tmp_path, [], 0), tmp_path / "p", 2, "zstd", True)
+    assert plan.ids_made_distinct == 0
