@@ -30,7 +30,15 @@ COMMONCRAWL_HTTPS = "https://data.commoncrawl.org/"
 COMMONCRAWL_S3 = "s3://commoncrawl/"
 
 
-class LocalInput(StrictModel):
+class FailureBudget(StrictModel):
+    max_failed_fraction: float = Field(
+        0.05, ge=0, le=1,
+        description="inputs that fail for good (download retries exhausted, unreadable) may be at most this share of "
+                    "all inputs; the run still completes, but exits 1 naming them when there are more",
+    )
+
+
+class LocalInput(FailureBudget):
     """WARC files on a local (or mounted) filesystem, by path or glob."""
 
     source: Literal["local"] = "local"
@@ -38,7 +46,7 @@ class LocalInput(StrictModel):
     crawl: str | None = Field(None, description="crawl label written to the `crawl` column")
 
 
-class RemoteInput(StrictModel):
+class RemoteInput(FailureBudget):
     """How remote files are fetched: a failed request or a dropped connection is retried
     `retries` times, waiting `backoff_s`, then twice as long each time (with jitter)."""
 
@@ -110,6 +118,16 @@ class RayConfig(StrictModel):
     )
     object_store_memory_gb: float | None = Field(None, gt=0)
 
+    @field_validator("dashboard_auth", mode="before")
+    @classmethod
+    def _auth_as_written(cls, v: object) -> object:
+        # YAML 1.1 reads a bare `off`/`no`/`false` as the boolean False (and `on`/`true` as True).
+        if isinstance(v, bool):
+            return "token" if v else "off"
+        if isinstance(v, str) and v.strip().lower() in ("off", "false", "no", "disabled", "none"):
+            return "off"
+        return v
+
 
 class ReadConfig(StrictModel):
     max_record_bytes: int = Field(5_000_000, ge=1024, description="larger HTML payloads are skipped as warc:too_large")
@@ -126,8 +144,9 @@ class RunSettings(StrictModel):
     train: TrainConfig | None = None
 
     def fingerprint(self, exclude: tuple[str, ...] = ("ray", "train")) -> str:
-        """Hash of everything that decides the output (not where or how fast it runs)."""
-        data = self.model_dump(mode="json", exclude=set(exclude))
+        """Hash of everything that decides the output (not where or how fast it runs, nor when
+        the run is called a failure)."""
+        data = self.model_dump(mode="json", exclude={**{k: True for k in exclude}, "input": {"max_failed_fraction"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
