@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import Discriminator, Field, Tag, ValidationError, create_model, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, create_model, field_validator, model_validator
 
 from curate.config_base import StrictModel
 from curate.pipeline import registry
@@ -143,6 +143,14 @@ class RunSettings(StrictModel):
     read: ReadConfig = ReadConfig()
     train: TrainConfig | None = None
 
+    @model_validator(mode="after")
+    def _mixture_needs_labels(self) -> RunSettings:
+        # Sections from the registry (`Config` adds them): reweighting by labels nobody writes is a mistake.
+        mixture, classifiers = getattr(self, "mixture", None), getattr(self, "classifiers", None)
+        if mixture is not None and mixture.enabled and not classifiers.topics.enabled:
+            raise ValueError("mixture.enabled needs classifiers.topics.enabled: the mixture reweights by its labels")
+        return self
+
     def fingerprint(self, exclude: tuple[str, ...] = ("ray", "train")) -> str:
         """Hash of everything that decides the output (not where or how fast it runs, nor when
         the run is called a failure)."""
@@ -171,7 +179,7 @@ def _format(err: ValidationError) -> str:
             msg = "required field is missing"
         got = e.get("input")
         extra = f" (got {got!r})" if e["type"] not in ("missing",) and not isinstance(got, dict) else ""
-        lines.append(f"  {loc}: {msg}{extra}")
+        lines.append(f"  {loc}: {msg}{extra}" if loc else f"  {msg.removeprefix('Value error, ')}{extra}")
     return "invalid config:\n" + "\n".join(lines)
 
 
