@@ -88,7 +88,7 @@ class ClassifiersSettings(StrictModel):
         columns: dict[str, str] = {}
         for name in type(self).model_fields:
             section = getattr(self, name)
-            if getattr(section, "enabled", False):
+            if getattr(section, "enabled", False) and hasattr(section, "score_column"):
                 if section.score_column in columns:
                     raise ValueError(f"classifiers {columns[section.score_column]} and {name} both write "
                                      f"score_column {section.score_column!r}")

@@ -15,8 +15,16 @@ the whole run, in their order.
 - `filters.pii` last of the filters, so it redacts only documents the rules kept;
 - model-based classifiers (`classifiers.*`) on the filtered, redacted text (dedup's survivor
   rule then prefers the highest `wiki_score`);
-- global: exact dedup before MinHash (cheap exact groups first; MinHash then sees one copy), then
-  each classifier's top-fraction cut (a quantile over what survives dedup).
+- global: exact dedup before MinHash (cheap exact groups first; MinHash then sees one copy);
+  paragraph dedup after both, on the documents they kept: run first, it would cut a copy of a
+  page into the lines that differ from the original (a near copy would live on as a fragment,
+  and an exact copy would go without its survivor chosen by score); after them it only meets
+  lines shared by distinct pages (headers, footers, menus). Then semantic dedup (off by
+  default) on the cleaned texts, and the earlier-runs stage last of the dedup stages, so the index it writes holds
+  what the run keeps (a document a cap drops later still counts as seen);
+- each classifier's top-fraction cut after every dedup stage (a quantile over what survives
+  dedup), then per-site caps after every dedup stage (copies and documents of earlier runs must not count
+  against a site), reweighting last, over exactly the rows that will be written.
 """
 
 from __future__ import annotations
@@ -30,8 +38,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, create_model
 
 from curate.classifiers.config import ClassifiersSettings, DclmConfig, WikiQualityConfig
+from curate.classifiers.mixture import DomainCapsConfig, MixtureConfig
+from curate.classifiers.topics import TopicsConfig
 from curate.config_base import StrictModel
-from curate.dedup.config import DedupSettings, ExactConfig, MinHashConfig
+from curate.dedup.config import DedupSettings, EarlierConfig, ExactConfig, MinHashConfig, ParagraphConfig, SemanticConfig
 from curate.filters.config import (
     C4Config,
     FineWebConfig,
@@ -87,12 +97,18 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("filters.pii", PiiConfig, "curate.filters.pii:PiiRedactor"),
     Entry("classifiers.wiki_quality", WikiQualityConfig, "curate.classifiers.stage:WikiQuality"),
     Entry("classifiers.dclm", DclmConfig, "curate.classifiers.stage:DclmQuality"),
+    Entry("classifiers.topics", TopicsConfig, "curate.classifiers.topics:TopicLabels"),
     Entry("dedup.exact", ExactConfig, "curate.dedup.stages:ExactDedup", kind="global"),
     Entry("dedup.minhash", MinHashConfig, "curate.dedup.stages:MinHashDedup", kind="global"),
+    Entry("dedup.paragraph", ParagraphConfig, "curate.dedup.paragraph:ParagraphDedup", kind="global"),
+    Entry("dedup.semantic", SemanticConfig, "curate.dedup.semantic:SemanticDedup", kind="global"),
+    Entry("dedup.earlier", EarlierConfig, "curate.dedup.earlier:EarlierRunsDedup", kind="global"),
     # After dedup: the quantile is over the documents that survive everything else.
     Entry("classifiers.wiki_quality", WikiQualityConfig, "curate.classifiers.stage:WikiQualityTop", kind="global",
           switch="keeps_top_fraction"),
     Entry("classifiers.dclm", DclmConfig, "curate.classifiers.stage:DclmQualityTop", kind="global", switch="keeps_top_fraction"),
+    Entry("domain_caps", DomainCapsConfig, "curate.classifiers.mixture:DomainCaps", kind="global"),
+    Entry("mixture", MixtureConfig, "curate.classifiers.mixture:Reweight", kind="global"),
 )
 
 #: Groups of sections, with the settings they hold besides their stages' sections.
