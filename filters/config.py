@@ -23,6 +23,16 @@ class LanguageConfig(StrictModel):
         description="model label (without __label__) -> code written to `lang`, e.g. {eng_Latn: en} for GlotLID",
     )
     strip_script: bool = Field(False, description="map labels like eng_Latn to eng when not in label_map")
+    prefilter: bool = Field(
+        True,
+        description="before extraction, run language ID on a fast resiliparse extraction and drop pages confidently "
+        "outside `keep` as lang_prefilter:xx without running trafilatura on them (needs a keep-list)",
+    )
+    prefilter_min_confidence: float = Field(
+        0.8, ge=0.5, le=1.0,
+        description="the pre-filter drops a page only when a language outside `keep` scores at least this on the fast text; "
+        "pages below it (borderline) go through the full extraction and language filter",
+    )
 
 
 class UrlConfig(StrictModel):

@@ -224,6 +224,7 @@ class WarcReader:
             return
         row[schema.CHARSET] = header_charset(content_type)
         row[schema.RAW_HTML] = payload
+        row[schema.PAYLOAD_DIGEST] = record.rec_headers.get_header("WARC-Payload-Digest")
 
 
 class _Prefixed(io.RawIOBase):
