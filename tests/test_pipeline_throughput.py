@@ -99,3 +99,15 @@ def test_a_payload_extracted_before_is_reused_with_identical_rows(shared_data):
     out = reusing(other)
     assert out.column(schema.TEXT)[0].as_py() == "Another page."
     assert reusing.stats()["extracted"] == pages + 1
+
+
+def test_the_report_says_how_much_extraction_the_cheap_decisions_saved():
+    from curate.pipeline.report import extraction_saved
+
+    snap = {"seconds": {"extract": 30.0},
+            "counters": {"extract": {"extracted": 100, "reused": 20}, "language_prefilter": {"decided": 200, "seconds": 4.0}}}
+    saved = extraction_saved(snap)
+    assert saved["prefiltered_pages"] == 200 and saved["reused_pages"] == 20
+    # 220 pages not extracted at 0.3 s each, less the pre-filter's own 4 s
+    assert saved["extract_seconds_per_page"] == 0.3 and saved["estimated_seconds_saved"] == 62.0
+    assert extraction_saved({"seconds": {}, "counters": {}})["estimated_seconds_saved"] == 0
