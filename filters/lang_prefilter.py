@@ -41,9 +41,9 @@ class LanguagePrefilter(Stage):
     reason_namespaces: ClassVar[tuple[str, ...]] = ("lang_prefilter",)
 
     def __init__(self, cfg: LanguageConfig) -> None:
-        self.keep = frozenset(cfg.keep or ())
-        self.min_confidence = cfg.prefilter_min_confidence
-        self.lid = LanguageID(cfg) if self.keep else None  # keeping every language leaves nothing to pre-decide
+        self.min_confidence, self.min_score = cfg.prefilter_min_confidence, cfg.min_score
+        self.lid = LanguageID(cfg) if cfg.keep else None  # keeping every language leaves nothing to pre-decide
+        self.keep = self.lid.keep if self.lid is not None else frozenset()  # as the language filter maps (and folds) them
         self.counts = {"pages": 0, "decided": 0, "seconds": 0.0}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -56,12 +56,14 @@ class LanguagePrefilter(Stage):
             return batch
         t0 = time.perf_counter()
         payloads, charsets = raw.to_pylist(), batch.column(schema.CHARSET).to_pylist()
-        tops, scores, _ = self.lid.predict([fast_text(payloads[r], charsets[r]) for r in rows])
+        tops, scores, alls = self.lid.predict([fast_text(payloads[r], charsets[r]) for r in rows])
         langs = batch.column(schema.LANG).to_pylist()
         lang_scores = batch.column(schema.LANG_SCORE).to_pylist()
         reasons: list[str | None] = [None] * batch.num_rows
-        for row, top, score in zip(rows, tops, scores):
-            if top not in self.keep and score >= self.min_confidence:
+        for row, top, score, pairs in zip(rows, tops, scores, alls):
+            # Confident, and the fast text alone would fail the language filter too.
+            outside = top not in self.keep and not any(pairs.get(code, 0.0) > self.min_score for code in self.keep)
+            if outside and score >= self.min_confidence:
                 reasons[row] = f"lang_prefilter:{top}"
                 langs[row], lang_scores[row] = top, score
                 self.counts["decided"] += 1
