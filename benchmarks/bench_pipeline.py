@@ -21,8 +21,9 @@ so it is reported apart), `resiliparse` (extract.engine: resiliparse against dat
 trafilatura, for reference). Digest reuse is off in every other variant, for the same reason.
 
 Reported per run: wall seconds, documents in / kept, documents/s (input documents per wall
-second), start-up (curate: until Ray's per-document execution starts, from its log; datatrove:
-until its first task starts), and steady state (wall minus start-up). Agreement: the kept sets
+second), start-up (curate: the wall time outside its per-document phase and shard writing, i.e.
+imports, Ray's start, planning, report, shutdown; datatrove: spawn until its first task logs),
+and steady state (documents per second of the wall time minus start-up). Agreement: the kept sets
 by (file, record id) and the texts both keep, with every disagreement's reason.
 """
 
@@ -32,7 +33,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import sys
 import tempfile
@@ -103,15 +103,6 @@ DATATROVE_SCRIPT = textwrap.dedent(
 )
 
 
-def run_measured(cmd: list[str], log: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the command's reaped process tree). On a shared machine the
-    CPU seconds are the steadier figure; a process its parent never reaps is missing from them."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall = run_timed(cmd, log)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 @dataclass
 class Run:
     name: str
@@ -120,7 +111,6 @@ class Run:
     docs_in: int
     kept: dict[tuple[str, str], str]  # (input file name, record id) -> text
     note: str = ""
-    cpu_s: float = 0.0
 
     @property
     def docs_per_s(self) -> float:
@@ -142,7 +132,7 @@ def run_datatrove(input_dir: Path, n_files: int, workers: int, work: Path, docs_
     script.write_text(DATATROVE_SCRIPT.format(input_dir=str(input_dir), output_dir=str(out), tasks=n_files,
                                               workers=workers, logging_dir=str(logs)))
     t0 = time.time()
-    wall, cpu = run_measured([sys.executable, str(script)], work / "dt.log")
+    wall = run_timed([sys.executable, str(script)], work / "dt.log")
     # Start-up: from spawn until the first task's pipeline starts (its first log line).
     first = _first_task_start(logs)
     startup = first - t0 if first else 0.0
@@ -154,7 +144,7 @@ def run_datatrove(input_dir: Path, n_files: int, workers: int, work: Path, docs_
     stats = {s["name"]: s.get("stats", {}) for s in json.loads((logs / "stats.json").read_text())}
     dropped = {name: {k: (v["total"] if isinstance(v, dict) else v) for k, v in st.items() if k.startswith("dropped")}
                for name, st in stats.items() if any(k.startswith("dropped") for k in st)}
-    return Run("datatrove", wall, startup, docs_in, kept, note=f"drops by step: {dropped}", cpu_s=cpu)
+    return Run("datatrove", wall, startup, docs_in, kept, note=f"drops by step: {dropped}")
 
 
 _LOG_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d+)")
@@ -194,8 +184,7 @@ def run_curate(input_dir: Path, workers: int, work: Path, docs_in: int, variant:
     out = work / f"curate-{variant}"
     cfg_path = work / f"curate-{variant}.yaml"
     cfg_path.write_text(yaml.safe_dump(curate_config(str(input_dir / "*.warc.gz"), out, workers, variant), sort_keys=False))
-    log = work / f"curate-{variant}.log"
-    wall, cpu = run_measured([str(VENV_BIN / "curate"), "run", str(cfg_path), "--no-progress"], log)
+    wall = run_timed([str(VENV_BIN / "curate"), "run", str(cfg_path), "--no-progress"], work / f"curate-{variant}.log")
     stats = json.loads((out / "stats.json").read_text())
     # Start-up: the wall time outside the per-document phase and the shard writing: spawn,
     # imports, Ray's start, planning, the report and shutdown.
@@ -209,7 +198,7 @@ def run_curate(input_dir: Path, workers: int, work: Path, docs_in: int, variant:
     funnel = {f["stage"]: {"dropped": sum(f["dropped"].values()), "s": f.get("seconds"), "cpu_s": f.get("cpu_seconds")}
               for f in stats["funnel"]}
     stage_cpu = sum(f.get("cpu_seconds") or 0 for f in stats["funnel"])
-    return Run(f"curate:{variant}", wall, startup, docs_in, kept, cpu_s=cpu,
+    return Run(f"curate:{variant}", wall, startup, docs_in, kept,
                note=f"funnel {funnel}; CPU s in the stages {stage_cpu:.1f}; extraction saved {stats.get('extraction_saved')}")
 
 
@@ -220,6 +209,7 @@ def agreement(dt: Run, cu: Run, reasons: dict[tuple[str, str], str]) -> dict:
     differ = [k for k in both if dt.kept[k] != cu.kept[k]]
     agree = 1 - (len(only_dt) + len(only_cu)) / dt.docs_in
     why = Counter(f"kept by datatrove only, curate: {reasons.get(k, '?')}" for k in only_dt)
+    # On the as-is input these are the pages datatrove's reader dropped by its libmagic guess.
     why.update(f"kept by curate only ({cu.name})" for k in only_cu)
     return {"pages": dt.docs_in, "kept_datatrove": len(dt.kept), "kept_curate": len(cu.kept), "kept_both": len(both),
             "agreement": agree, "texts_differ": len(differ), "reasons": dict(why.most_common()),
@@ -237,10 +227,10 @@ def curate_reasons(work: Path, variant: str) -> dict[tuple[str, str], str]:
 
 
 def print_runs(runs: list[Run], load: list[float]) -> None:
-    print(f"{'run':<22} {'wall s':>7} {'start s':>7} {'docs in':>7} {'kept':>5} {'docs/s':>7} {'steady/s':>8} {'CPU s':>7}")
+    print(f"{'run':<22} {'wall s':>7} {'start s':>7} {'docs in':>7} {'kept':>5} {'docs/s':>7} {'steady/s':>8}")
     for r in runs:
         print(f"{r.name:<22} {r.wall_s:>7.1f} {r.startup_s:>7.1f} {r.docs_in:>7} {len(r.kept):>5} {r.docs_per_s:>7.1f} "
-              f"{r.steady_docs_per_s:>8.1f} {r.cpu_s:>7.1f}")
+              f"{r.steady_docs_per_s:>8.1f}")
     for r in runs:
         print(f"  {r.name}: {r.note}")
     print(f"  load average (1 min) before each run: {', '.join(f'{x:.1f}' for x in load)} (2 cores: above 2 the cores were shared)")
@@ -276,7 +266,7 @@ def main() -> None:
         print_runs(runs, load)
         for variant, (cu, agr) in results.items():
             print(f"[{args.inputs}] curate:{variant} / datatrove documents/s {cu.docs_per_s / dt.docs_per_s:.2f}x, "
-                  f"steady state {cu.steady_docs_per_s / dt.steady_docs_per_s:.2f}x, CPU seconds {dt.cpu_s / max(cu.cpu_s, 1e-9):.2f}x less; "
+                  f"steady state {cu.steady_docs_per_s / dt.steady_docs_per_s:.2f}x; "
                   f"kept-set agreement {100 * agr['agreement']:.2f}% ({agr['kept_both']} kept by both, "
                   f"{agr['kept_datatrove']} datatrove, {agr['kept_curate']} curate), texts differ in {agr['texts_differ']}")
             print(f"    disagreements: {agr['reasons'] or 'none'}")
