@@ -38,6 +38,8 @@ class GlobalContext:
     # read them in its own tasks instead of through Ray Data's reader.
     input_files: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)  # the stage writes its own counters here
+    # The run's output folder, where a stage may leave what outlives the run (the dedup index).
+    run_dir: Path | None = None
 
 
 class GlobalStage(ABC):

@@ -430,7 +430,7 @@ class Runner:
             shutil.rmtree(tmp, ignore_errors=True)
             (tmp / "work").mkdir(parents=True)
             ctx = GlobalContext(work_dir=tmp / "work", num_cpus=num_cpus, input_files=list(current),
-                                rows_per_partition=self.cfg.dedup.rows_per_partition, schema=run_schema)
+                                rows_per_partition=self.cfg.dedup.rows_per_partition, schema=run_schema, run_dir=self.out)
             t0 = time.perf_counter()
             ds = ray.data.read_parquet(current, schema=run_schema) if current else ray.data.from_arrow(schema.empty(run_schema))
             out = stage.run(ds, ctx)

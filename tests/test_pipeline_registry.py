@@ -29,7 +29,8 @@ def test_the_registry_is_the_pipeline_order_and_the_config_sections():
     off = _cfg(filters={"language": {"prefilter": False}})
     assert "language_prefilter" not in [s.name for s in registry.build_stages(off)]
     assert "language_prefilter" not in [s.name for s in registry.build_stages(_cfg(filters={"language": {"enabled": False}}))]
-    assert [s.name for s in registry.build_stages(cfg, "global")] == ["dedup_exact", "dedup_minhash"]
+    assert [s.name for s in registry.build_stages(cfg, "global")] == ["dedup_exact", "dedup_minhash", "dedup_paragraph",
+                                                                      "dedup_earlier"]
     # every registered section is a config section, and an unknown key in one names its path
     for e in registry.ENTRIES:
         assert registry.section_of(cfg, e) is not None
