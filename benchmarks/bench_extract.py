@@ -44,6 +44,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from curate.pipeline import registry
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SHARED_DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -222,7 +224,8 @@ def curate_config(input_glob: str, output_dir: Path, workers: int) -> dict:
             name: dict(off)
             for name in ("url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii")
         },
-        "dedup": {"exact": dict(off), "minhash": dict(off)},
+        # Every dedup stage off, whichever the registry has: the copies would be duplicates of each other.
+        "dedup": {e.key: dict(off) for e in registry.ENTRIES if e.group == "dedup"},
     }
 
 

@@ -46,6 +46,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from curate.pipeline import registry
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_extract import VENV_BIN, WARC, build_input, count_responses, datatrove_ready, run_timed, versions  # noqa: E402
 
@@ -176,7 +178,8 @@ def curate_config(input_glob: str, output_dir: Path, workers: int, variant: str)
             "c4": {"filter_no_terminal_punct": False},
             "pii": {"email": True, "ip": True, "phone": False, "card": False},
         },
-        "dedup": {"exact": dict(off), "minhash": dict(off)},
+        # Every dedup stage off, whichever the registry has: the copies would be duplicates of each other.
+        "dedup": {e.key: dict(off) for e in registry.ENTRIES if e.group == "dedup"},
     }
 
 
