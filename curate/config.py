@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import Discriminator, Field, Tag, ValidationError, create_model, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, create_model, field_validator, model_validator
 
 from curate.config_base import StrictModel
 from curate.pipeline import registry
@@ -30,7 +30,15 @@ COMMONCRAWL_HTTPS = "https://data.commoncrawl.org/"
 COMMONCRAWL_S3 = "s3://commoncrawl/"
 
 
-class LocalInput(StrictModel):
+class FailureBudget(StrictModel):
+    max_failed_fraction: float = Field(
+        0.05, ge=0, le=1,
+        description="inputs that fail for good (download retries exhausted, unreadable) may be at most this share of "
+                    "all inputs; the run still completes, but exits 1 naming them when there are more",
+    )
+
+
+class LocalInput(FailureBudget):
     """WARC files on a local (or mounted) filesystem, by path or glob."""
 
     source: Literal["local"] = "local"
@@ -38,7 +46,7 @@ class LocalInput(StrictModel):
     crawl: str | None = Field(None, description="crawl label written to the `crawl` column")
 
 
-class RemoteInput(StrictModel):
+class RemoteInput(FailureBudget):
     """How remote files are fetched: a failed request or a dropped connection is retried
     `retries` times, waiting `backoff_s`, then twice as long each time (with jitter)."""
 
@@ -110,6 +118,16 @@ class RayConfig(StrictModel):
     )
     object_store_memory_gb: float | None = Field(None, gt=0)
 
+    @field_validator("dashboard_auth", mode="before")
+    @classmethod
+    def _auth_as_written(cls, v: object) -> object:
+        # YAML 1.1 reads a bare `off`/`no`/`false` as the boolean False (and `on`/`true` as True).
+        if isinstance(v, bool):
+            return "token" if v else "off"
+        if isinstance(v, str) and v.strip().lower() in ("off", "false", "no", "disabled", "none"):
+            return "off"
+        return v
+
 
 class ReadConfig(StrictModel):
     max_record_bytes: int = Field(5_000_000, ge=1024, description="larger HTML payloads are skipped as warc:too_large")
@@ -125,9 +143,18 @@ class RunSettings(StrictModel):
     read: ReadConfig = ReadConfig()
     train: TrainConfig | None = None
 
+    @model_validator(mode="after")
+    def _mixture_needs_labels(self) -> RunSettings:
+        # Sections from the registry (`Config` adds them): reweighting by labels nobody writes is a mistake.
+        mixture, classifiers = getattr(self, "mixture", None), getattr(self, "classifiers", None)
+        if mixture is not None and mixture.enabled and not classifiers.topics.enabled:
+            raise ValueError("mixture.enabled needs classifiers.topics.enabled: the mixture reweights by its labels")
+        return self
+
     def fingerprint(self, exclude: tuple[str, ...] = ("ray", "train")) -> str:
-        """Hash of everything that decides the output (not where or how fast it runs)."""
-        data = self.model_dump(mode="json", exclude=set(exclude))
+        """Hash of everything that decides the output (not where or how fast it runs, nor when
+        the run is called a failure)."""
+        data = self.model_dump(mode="json", exclude={**{k: True for k in exclude}, "input": {"max_failed_fraction"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -152,7 +179,7 @@ def _format(err: ValidationError) -> str:
             msg = "required field is missing"
         got = e.get("input")
         extra = f" (got {got!r})" if e["type"] not in ("missing",) and not isinstance(got, dict) else ""
-        lines.append(f"  {loc}: {msg}{extra}")
+        lines.append(f"  {loc}: {msg}{extra}" if loc else f"  {msg.removeprefix('Value error, ')}{extra}")
     return "invalid config:\n" + "\n".join(lines)
 
 

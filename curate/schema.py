@@ -62,7 +62,8 @@ DOC_FIELDS: list[pa.Field] = [
     pa.field(TOPIC, pa.string()),
     pa.field(MINHASH_CLUSTER, pa.int64()),
     pa.field(WEIGHT, pa.float32()),
-    pa.field(PII_COUNTS, pa.map_(pa.string(), pa.int32())),
+    # A list of (kind, count) structs, not a map: `datasets` has no feature type for Arrow maps.
+    pa.field(PII_COUNTS, pa.list_(pa.struct([("kind", pa.string()), ("count", pa.int32())]))),
 ]
 
 DOC_SCHEMA = pa.schema(DOC_FIELDS)

@@ -6,6 +6,13 @@ prompt that takes the token from `ray get-auth-token` (stored in ~/.ray/auth_tok
 `dashboard_auth: off` the embedded cluster starts with RAY_AUTH_MODE=disabled, allowed only
 while the dashboard listens on loopback.
 
+An embedded cluster is locked to this machine: every Ray server (GCS, raylet, object manager,
+core workers, dashboard and runtime-env agents, metrics) binds to 127.0.0.1 in either auth mode,
+so nothing of it is reachable from another host. Ray replaces a loopback node IP by the host's
+address unless it runs in its single-machine mode (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`), which
+is what a local run sets. A small reaper process ends the run's Ray processes if the driver is
+killed (Ray leaves its dashboard and runtime-env agents running otherwise).
+
 A cluster is joined only when asked (`ray.address` or RAY_ADDRESS); otherwise the run starts
 its own embedded Ray even if `ray start` left a cluster running on this machine. When
 RAY_AUTH_MODE is unset, joining a cluster that has token auth on sends the token from Ray's usual
@@ -16,6 +23,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import select
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from curate.config import RayConfig
@@ -74,6 +85,8 @@ def start(cfg: RayConfig) -> Session:
         # Said explicitly, so Ray does not print its own notice about the default; our banner
         # tells the user what to do instead.
         _set_auth_mode("disabled" if cfg.dashboard_auth == "off" else "token")
+        _bind_to_loopback()
+        start_reaper()
         kwargs = {}
         if cfg.object_store_memory_gb:
             kwargs["object_store_memory"] = int(cfg.object_store_memory_gb * 2**30)
@@ -81,6 +94,7 @@ def start(cfg: RayConfig) -> Session:
             # "local": always a new embedded cluster. Without it ray.init() joins whatever
             # `ray start` last left running on this machine, which only an address may ask for.
             address="local",
+            _node_ip_address=LOOPBACK,
             num_cpus=cfg.num_cpus,
             include_dashboard=True,
             dashboard_host=cfg.dashboard_host,
@@ -96,6 +110,67 @@ def start(cfg: RayConfig) -> Session:
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gcs = ray.get_runtime_context().gcs_address if joined else None
     return Session(dashboard_url=url, token_auth=token, joined=joined, num_cpus=cpus, address=gcs)
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def _bind_to_loopback() -> None:
+    """Make Ray take 127.0.0.1 as this node's IP (it binds its servers to the node IP). Ray reads
+    the switch when `ray` is imported; if that already happened, set the constant it became."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+_reaper: subprocess.Popen | None = None
+
+
+def start_reaper() -> None:
+    """Start the process that ends this driver's Ray processes once the driver is gone, however
+    it went (SIGKILL included): it holds the read end of a pipe only the driver writes to."""
+    global _reaper
+    if _reaper is None or _reaper.poll() is not None:
+        _reaper = subprocess.Popen(
+            [sys.executable, "-c", "from curate.session import reap; reap()", str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the terminal must not reach it first
+        )
+
+
+def reap(poll_s: float = 0.5, grace_s: float = 3.0) -> None:
+    """Reaper main: keep a list of the driver's descendants (the Ray agents are re-parented to
+    init when their raylet dies, so they must be known beforehand); when the driver's pipe closes,
+    end those still alive (SIGTERM, then SIGKILL: the agents ignore SIGTERM for a while)."""
+    import psutil
+
+    driver = psutil.Process(int(sys.argv[1]))
+    known: dict[int, float] = {}
+    while True:
+        ready, _, _ = select.select([sys.stdin], [], [], poll_s)
+        if ready and not os.read(sys.stdin.fileno(), 1024):
+            break  # EOF: the driver exited
+        try:
+            for child in driver.children(recursive=True):
+                known.setdefault(child.pid, child.create_time())
+        except psutil.NoSuchProcess:
+            break
+    left = []
+    for pid, created in known.items():
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and pid != os.getpid():
+                proc.send_signal(signal.SIGTERM)
+                left.append(proc)
+        except psutil.Error:
+            continue
+    _, alive = psutil.wait_procs(left, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
 
 
 def _set_auth_mode(mode: str) -> None:

@@ -2,7 +2,8 @@
 
 The result for a page depends on that page alone (trafilatura's cross-document `deduplicate`
 cache stays off), so it never matters which worker or batch a page lands in. Each page gets a
-time limit; a pathological page becomes `error:extract_timeout` instead of stalling a worker.
+hard time limit (it is extracted in a child process that is killed when the limit passes): a
+pathological page becomes `error:extract_timeout` instead of stalling a worker.
 
 A record whose payload this actor already extracted (same `WARC-Payload-Digest`, size and
 header charset: the same bytes decoded the same way) takes that result from a small LRU instead
@@ -12,11 +13,18 @@ of running trafilatura again; both rows go on, so the dedup stages still see and
 from __future__ import annotations
 
 import codecs
+import json
+import os
+import pickle
 import re
 from collections import OrderedDict
+import select
 import signal
-import threading
-from contextlib import contextmanager
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from typing import ClassVar
 
 import pyarrow as pa
@@ -58,6 +66,10 @@ def decode_html_counted(payload: bytes, header_charset: str | None) -> tuple[str
     for enc in (_known(header_charset), _known(meta.group(1).decode("ascii", "ignore")) if meta else None):
         if not enc:
             continue
+        if enc.startswith(("utf-16", "utf-32")) and b"\x00" not in payload[:4096]:
+            # Mostly-ASCII markup in UTF-16/32 is full of NUL bytes; without them the label lies
+            # (and decoding would "succeed" into CJK-looking garbage).
+            continue
         if enc == "utf-8":
             decoded = _mostly_utf8(payload)
             if decoded is not None:
@@ -90,29 +102,6 @@ def _mostly_utf8(payload: bytes) -> tuple[str, int] | None:
     return (text, invalid) if invalid <= valid_non_ascii else None
 
 
-class ExtractTimeout(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """SIGALRM-based limit; a no-op off the main thread (signals only reach the main thread)."""
-    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
-        yield
-        return
-
-    def _raise(signum, frame):
-        raise ExtractTimeout()
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def trafilatura_kwargs(cfg: ExtractConfig) -> dict:
     """The exact settings used for every page (also by the direct-call comparison test)."""
     return {
@@ -125,27 +114,165 @@ def trafilatura_kwargs(cfg: ExtractConfig) -> dict:
     }
 
 
+def _engine(cfg: ExtractConfig) -> Callable[[str], str | None]:
+    if cfg.engine == "trafilatura":
+        import trafilatura
+
+        kwargs = trafilatura_kwargs(cfg)
+        return lambda html: trafilatura.extract(html, **kwargs)
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    return lambda html: extract_plain_text(HTMLTree.parse(html), main_content=True)
+
+
+def extract_page(extract: Callable[[str], str | None], cfg: ExtractConfig, payload: bytes,
+                 header_charset: str | None) -> tuple[str | None, str | None, str | None, dict[str, int]]:
+    """(text, charset, drop reason, counts) of one page, in this process and without a time
+    limit; counts: invalid UTF-8 sequences replaced, whether mojibake was repaired."""
+    html, charset, invalid = decode_html_counted(payload, header_charset)
+    info = {"invalid_utf8_sequences": invalid, "mojibake_repaired": 0}
+    try:
+        text = extract(html)
+    except Exception as err:  # noqa: BLE001 -- one bad page must not fail the batch
+        return None, charset, f"error:extract:{type(err).__name__}", info
+    text = (text or "").strip()
+    if len(text) < max(cfg.min_text_chars, 1):
+        return None, charset, "extract:empty", info
+    if cfg.repair_mojibake:
+        fixed = repair_mojibake(text)
+        info["mojibake_repaired"] = int(fixed != text)
+        text = fixed
+    return text, charset, None, info
+
+
+def repair_mojibake(text: str) -> str:
+    """UTF-8 read as Latin-1/cp1252 somewhere upstream (`schÃ¶n`) -> `schön`, with ftfy.
+    ftfy's own badness check is a single regex search, so clean text costs almost nothing."""
+    import ftfy
+    from ftfy.badness import is_bad
+
+    return ftfy.fix_encoding(text) if is_bad(text) else text
+
+
+# ---------------------------------------------------------------------------------------------
+# The time limit. A signal cannot stop a page: trafilatura's own `except Exception` blocks
+# swallow the exception, and lxml or resiliparse C code does not see it until it returns. So
+# pages are extracted in a child process, one persistent per stage instance, fed one page at a
+# time through a pipe; a page over the limit gets the child killed (and a new one started when
+# the next page comes). Pickling a page and two pipe round trips cost far less than extracting it.
+
+_HEADER = struct.Struct("<Q")
+
+
+def _send(fd: int, data: bytes) -> None:
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _recv(fd: int, deadline: float | None = None) -> bytes | None:
+    """One message; None at EOF. With a deadline, raises TimeoutError when it passes first."""
+    header = _read_exactly(fd, _HEADER.size, deadline)
+    if header is None:
+        return None
+    body = _read_exactly(fd, _HEADER.unpack(header)[0], deadline)
+    if body is None:
+        raise EOFError("the extraction process ended mid-message")
+    return body
+
+
+def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes | None:
+    parts, got = [], 0
+    while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError()
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def serve() -> None:
+    """Child main: the config (JSON), then pages in on stdin; results out on the original stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    cfg = ExtractConfig.model_validate_json(_recv(0) or b"{}")
+    out = os.dup(1)
+    os.dup2(2, 1)  # a stray print() in a library must not corrupt the protocol
+    extract = _engine(cfg)
+    _send(out, b"ready")
+    while (msg := _recv(0)) is not None:
+        payload, charset = pickle.loads(msg)
+        _send(out, pickle.dumps(extract_page(extract, cfg, payload, charset), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class ExtractionProcess:
+    """The parent's side of one child: `run` returns a page's result, or a timeout / crash reason."""
+
+    START_TIMEOUT_S = 300.0  # importing trafilatura on a loaded machine
+
+    def __init__(self, cfg: ExtractConfig) -> None:
+        self.cfg = cfg
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from curate.pipeline.extract import serve; serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+        )
+        self.starts += 1
+        # The engine's own settings (the registry's section class adds `resources`, and is built at
+        # run time, so it cannot be pickled by reference).
+        settings = self.cfg.model_dump(include=set(ExtractConfig.model_fields))
+        _send(self.proc.stdin.fileno(), json.dumps(settings).encode())
+        # The clock of the first page starts once the child is ready, not while it imports.
+        if _recv(self.proc.stdout.fileno(), time.monotonic() + self.START_TIMEOUT_S) != b"ready":
+            raise RuntimeError("the extraction process did not start")
+
+    def run(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str | None, str | None, dict[str, int]]:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        assert self.proc is not None
+        msg = pickle.dumps((payload, header_charset), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            _send(self.proc.stdin.fileno(), msg)
+            reply = _recv(self.proc.stdout.fileno(), time.monotonic() + self.cfg.timeout_s)
+        except TimeoutError:
+            self.stop()
+            return None, header_charset, "error:extract_timeout", {}
+        except (BrokenPipeError, EOFError):
+            reply = None
+        if reply is None:  # the child died on this page (a crash in C code, out of memory)
+            self.stop()
+            return None, header_charset, "error:extract:process_died", {}
+        return pickle.loads(reply)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                pipe.close()
+            self.proc = None
+
+
 class Extract(Stage):
     name: ClassVar[str] = "extract"
     reason_namespaces: ClassVar[tuple[str, ...]] = ("extract", "extract_timeout")
 
     def __init__(self, cfg: ExtractConfig) -> None:
         self.cfg = cfg
-        if cfg.engine == "trafilatura":
-            import trafilatura
-
-            kwargs = trafilatura_kwargs(cfg)
-            self._extract = lambda html: trafilatura.extract(html, **kwargs)
-        else:
-            from resiliparse.extract.html2text import extract_plain_text
-            from resiliparse.parse.html import HTMLTree
-
-            self._extract = lambda html: extract_plain_text(HTMLTree.parse(html), main_content=True)
+        self.child = ExtractionProcess(cfg)
         self.counts = {"timeouts": 0, "errors": 0, "extracted": 0, "reused": 0,
                        "invalid_utf8_pages": 0, "invalid_utf8_sequences": 0, "mojibake_repaired": 0}
-        self._done: OrderedDict[tuple, tuple[str | None, str, str | None]] = OrderedDict()
+        self._done: OrderedDict[tuple, tuple[str | None, str | None, str | None]] = OrderedDict()
 
-    def extract_reusing(self, payload: bytes, header_charset: str | None, digest: str | None) -> tuple[str | None, str, str | None]:
+    def extract_reusing(self, payload: bytes, header_charset: str | None, digest: str | None) -> tuple[str | None, str | None, str | None]:
         """`extract_one`, or the result of an earlier record with the same payload digest."""
         if not (self.cfg.reuse_by_digest and digest):
             return self.extract_one(payload, header_charset)
@@ -161,41 +288,19 @@ class Extract(Stage):
                 self._done.popitem(last=False)
         return result
 
-    def extract_one(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str, str | None]:
-        """(text, charset, drop reason)."""
+    def extract_one(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str | None, str | None]:
+        """(text, charset, drop reason), within the time limit."""
         self.counts["extracted"] += 1
-        html, charset, invalid = decode_html_counted(payload, header_charset)
-        if invalid:
-            self.counts["invalid_utf8_pages"] += 1
-            self.counts["invalid_utf8_sequences"] += invalid
-        try:
-            with time_limit(self.cfg.timeout_s):
-                text = self._extract(html)
-        except ExtractTimeout:
+        text, charset, reason, info = self.child.run(payload, header_charset)
+        if reason == "error:extract_timeout":
             self.counts["timeouts"] += 1
-            return None, charset, "error:extract_timeout"
-        except Exception as err:  # noqa: BLE001 -- one bad page must not fail the batch
+        elif reason and reason.startswith("error:"):
             self.counts["errors"] += 1
-            return None, charset, f"error:extract:{type(err).__name__}"
-        text = (text or "").strip()
-        if len(text) < max(self.cfg.min_text_chars, 1):
-            return None, charset, "extract:empty"
-        if self.cfg.repair_mojibake:
-            text = self._repair_mojibake(text)
-        return text, charset, None
-
-    def _repair_mojibake(self, text: str) -> str:
-        """UTF-8 read as Latin-1/cp1252 somewhere upstream (`schÃ¶n`) -> `schön`, with ftfy.
-        ftfy's own badness check is a single regex search, so clean text costs almost nothing."""
-        import ftfy
-        from ftfy.badness import is_bad
-
-        if not is_bad(text):
-            return text
-        fixed = ftfy.fix_encoding(text)
-        if fixed != text:
-            self.counts["mojibake_repaired"] += 1
-        return fixed
+        if info.get("invalid_utf8_sequences"):
+            self.counts["invalid_utf8_pages"] += 1
+            self.counts["invalid_utf8_sequences"] += info["invalid_utf8_sequences"]
+        self.counts["mojibake_repaired"] += info.get("mojibake_repaired", 0)
+        return text, charset, reason
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         raw = batch.column(schema.RAW_HTML).to_pylist()
@@ -216,5 +321,7 @@ class Extract(Stage):
         return schema.conform(out)
 
     def stats(self) -> dict:
-        return dict(self.counts)
+        return {**self.counts, "process_starts": self.child.starts}
 
+    def __del__(self) -> None:
+        self.child.stop()

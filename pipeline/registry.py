@@ -22,8 +22,10 @@ the whole run, in their order.
   page into the lines that differ from the original (a near copy would live on as a fragment,
   and an exact copy would go without its survivor chosen by score); after them it only meets
   lines shared by distinct pages (headers, footers, menus). Then semantic dedup (off by
-  default) on the cleaned texts, and the earlier-runs stage last, so the index it writes holds
-  what the run keeps.
+  default) on the cleaned texts, and the earlier-runs stage last of the dedup stages, so the index it writes holds
+  what the run keeps (a document a cap drops later still counts as seen);
+- per-site caps after every dedup stage (copies and documents of earlier runs must not count
+  against a site), reweighting last, over exactly the rows that will be written.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, create_model
 
+from curate.classifiers.mixture import DomainCapsConfig, MixtureConfig
+from curate.classifiers.topics import TopicsConfig
 from curate.config_base import StrictModel
 from curate.dedup.config import DedupSettings, EarlierConfig, ExactConfig, MinHashConfig, ParagraphConfig, SemanticConfig
 from curate.filters.config import (
@@ -97,11 +101,14 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("filters.c4", C4Config, "curate.filters.quality:C4Quality"),
     Entry("filters.fineweb", FineWebConfig, "curate.filters.quality:FineWebQuality"),
     Entry("filters.pii", PiiConfig, "curate.filters.pii:PiiRedactor"),
+    Entry("classifiers.topics", TopicsConfig, "curate.classifiers.topics:TopicLabels"),
     Entry("dedup.exact", ExactConfig, "curate.dedup.stages:ExactDedup", kind="global"),
     Entry("dedup.minhash", MinHashConfig, "curate.dedup.stages:MinHashDedup", kind="global"),
     Entry("dedup.paragraph", ParagraphConfig, "curate.dedup.paragraph:ParagraphDedup", kind="global"),
     Entry("dedup.semantic", SemanticConfig, "curate.dedup.semantic:SemanticDedup", kind="global"),
     Entry("dedup.earlier", EarlierConfig, "curate.dedup.earlier:EarlierRunsDedup", kind="global"),
+    Entry("domain_caps", DomainCapsConfig, "curate.classifiers.mixture:DomainCaps", kind="global"),
+    Entry("mixture", MixtureConfig, "curate.classifiers.mixture:Reweight", kind="global"),
 )
 
 #: Groups of sections, with the settings they hold besides their stages' sections.

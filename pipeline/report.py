@@ -1,4 +1,4 @@
-"""stats.json (the funnel), manifest.json, report.md and funnel.png for a finished run."""
+"""stats.json (the funnel), manifest.json, report.md, report.html and funnel.png for a finished run."""
 
 from __future__ import annotations
 
@@ -11,11 +11,46 @@ from pathlib import Path
 from typing import Any
 
 from curate import __version__, schema
+from curate.classifiers.mixture import mixture_manifest, mixture_markdown, plot_mixture
 from curate.config import Config
 
 
 class AccountingError(RuntimeError):
     """read != kept + rejected + errored: a row was lost or invented somewhere."""
+
+
+# File-level errors after which nothing (more) of an input could be read: these inputs failed for
+# good and count against input.max_failed_fraction. A truncated file keeps its complete records.
+FAILED_INPUT_ERRORS = ("warc:transfer_failed", "warc:open_error", "warc:read_error", "warc:not_warc")
+
+
+def failed_inputs(reports: list[dict]) -> list[dict]:
+    return [{"uri": r["uri"], "error": r["error"], "detail": r.get("error_detail")}
+            for r in reports if (r.get("error") or "").startswith(FAILED_INPUT_ERRORS)]
+
+
+def check_accounting(reader_rows: int, stages: list[str], flow: dict[str, dict], global_stats: dict[str, dict],
+                     written: dict[str, int]) -> None:
+    """Compare the counts that independent parts of the run made: the rows the readers emitted
+    (their completion markers), each per-document stage's rows in and out (counted around the
+    stage in its worker), each global stage's rows in and out (from its files), and the rows each
+    shard write returned. Raises AccountingError naming the first place where a row went missing
+    or appeared."""
+    expected = reader_rows
+    for name in stages if flow else ():  # parts written before stages counted their flow have none
+        f = flow.get(name, {})
+        if f.get("in", 0) != expected:
+            where = "the reader" if name == stages[0] else f"between the stages before {name!r} and it"
+            raise AccountingError(f"{where}: {expected} rows handed on, {f.get('in', 0)} arrived")
+        if f.get("out", 0) != f.get("in", 0):
+            raise AccountingError(f"stage {name!r}: {f.get('in', 0)} rows in, {f.get('out', 0)} out")
+        expected = f["out"]
+    for name, g in global_stats.items():
+        if "rows_in" in g and g["rows_in"] != g.get("rows_out"):
+            raise AccountingError(f"global stage {name!r}: {g['rows_in']} rows in, {g.get('rows_out')} out")
+    if written and (written["kept"] != written["planned_kept"] or written["rejected"] != written["planned_rejected"]):
+        raise AccountingError(f"the shard writer: wrote {written['kept']} kept and {written['rejected']} rejected rows, "
+                              f"planned {written['planned_kept']} and {written['planned_rejected']}")
 
 
 def _stage_namespaces(cfg: Config) -> list[tuple[str, tuple[str, ...]]]:
@@ -74,6 +109,7 @@ def build_stats(cfg: Config, reports: list[dict], reasons: Counter, snap: dict, 
         "inputs": len(reports),
         "inputs_processed_this_run": processed_inputs,
         "file_errors": dict(file_errors),
+        "failed_inputs": failed_inputs(reports),
         "records_by_type": dict(sorted(records_by_type.items())),
         "funnel": funnel,
         "global": global_stats,
@@ -132,14 +168,21 @@ def write_report(cfg: Config, out: Path, stats: dict, reports: list[dict], shard
         "rows": sum(s["rows"] for s in shards),
         "tokens": sum(s["tokens"] for s in shards),
         "token_count_method": "regex \\w+|[^\\w\\s] (tokenizer-free)",
-        # Natural mixture: each domain's share of kept tokens. Reweighting stages replace it.
-        "mixture": {"column": "domain", "weights": {d: round(t / total_tokens, 8) for d, t in sorted(domain_tokens.items())}},
+        # The reweighting stage's mixture (targets, tokens per label before/after, per-row `weight`);
+        # without it, the natural mixture: each domain's share of kept tokens.
+        "mixture": mixture_manifest(stats["global"])
+        or {"column": "domain", "weights": {d: round(t / total_tokens, 8) for d, t in sorted(domain_tokens.items())}},
     }
     _write(out / "stats.json", stats)
     _write(out / "manifest.json", manifest)
     (out / "report.md").write_text(render_markdown(stats, manifest))
+    from curate.pipeline.report_html import write_html
+
+    write_html(out, stats, manifest)
     try:
         plot_funnel(stats, out / "funnel.png")
+        if manifest["mixture"].get("shares_before"):  # the reweighting stage ran
+            plot_mixture(manifest["mixture"], out / "mixture.png")
     except Exception:  # noqa: BLE001 -- a plot is a nicety; never fail a finished run for it
         pass
     return manifest
@@ -170,6 +213,8 @@ def render_markdown(stats: dict, manifest: dict) -> str:
                       f"at {saved['extract_seconds_per_page']} s per extracted page: ~{saved['estimated_seconds_saved']} s net"]
     lines += ["", f"file errors: {stats['file_errors'] or 'none'}",
               f"shards: {len(manifest['shards'])} ({manifest['rows']} rows, {manifest['tokens']} tokens)", ""]
+    if manifest["mixture"].get("shares_before"):
+        lines += mixture_markdown(manifest["mixture"])
     return "\n".join(lines)
 
 

@@ -119,14 +119,22 @@ class StageGroup:
         out = []
         for uri in pc.unique(paths).to_pylist():
             part = batch.filter(pc.equal(paths, uri))
-            report = {"seconds": {}, "cpu_seconds": {}, "dropped": {}}
+            report = {"seconds": {}, "cpu_seconds": {}, "dropped": {}, "flow": {}}
             for stage in self.stages:
                 before = schema.active_mask(part)
+                rows_in, active_in = part.num_rows, pc.sum(before).as_py() or 0
                 t0, c0 = time.perf_counter(), time.process_time()
                 part = stage(part)
+                if part.num_rows != rows_in:  # stages mark rows, never remove or add them
+                    from curate.pipeline.report import AccountingError
+
+                    raise AccountingError(f"stage {stage.name!r}: {rows_in} rows in, {part.num_rows} out")
                 report["seconds"][stage.name] = time.perf_counter() - t0
                 report["cpu_seconds"][stage.name] = time.process_time() - c0
                 report["dropped"][stage.name] = _new_drops(stage, before, part)
+                # Counted here, apart from the drops: the end-of-run accounting compares them.
+                report["flow"][stage.name] = {"in": rows_in, "out": part.num_rows, "active_in": active_in,
+                                              "active_out": pc.sum(schema.active_mask(part)).as_py() or 0}
             report["counters"] = self._counter_deltas()
             report["worker"] = self.worker
             report["workers"] = {stage.name: self.worker for stage in self.stages}
@@ -220,6 +228,39 @@ def plan_pools(stages: list[tuple[str, Resources]], num_cpus: float, num_gpus: f
     return [(g, r, n) for (g, r), n in zip(groups, sizes)]
 
 
+WORKER_LOSS_ATTEMPTS = 3
+
+
+def _worker_lost(err: BaseException) -> BaseException | None:
+    """The worker-loss error (an actor, worker process or node died) behind `err`, if any; a
+    stage that raises is a bug, not a loss, and is not retried."""
+    import ray.exceptions as rex
+
+    lost = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError)
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, lost):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _parquet_rows(files: list[str]) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def _wait_for_free_cpus(timeout_s: float = 60.0) -> None:
+    """Ray releases the actor pools of a finished dataset asynchronously; the next dataset started
+    before that sees no free CPU (and Ray Data warns that it will hang). Wait for them."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while not ray.available_resources().get("CPU") and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
     out: dict[str, float] = {}
     for k, v in d.items():
@@ -243,7 +284,10 @@ def write_part(part: pa.Table, folder: Path, compression: str, report: dict, run
     table = table.take(pc.sort_indices(table, sort_keys=[(schema.WARC_OFFSET, "ascending")]))
     table = table.replace_schema_metadata({PART_STATS_KEY: json.dumps(report).encode()})
     folder.mkdir(parents=True, exist_ok=True)
-    write_table_atomic(table, folder / f"part-{uuid.uuid4().hex}.parquet", compression)
+    # Named by its first record: a batch done again (its worker was lost after writing) replaces
+    # its part instead of adding a second copy of the rows.
+    first = table.column(schema.WARC_OFFSET)[0].as_py() if table.num_rows else 0
+    write_table_atomic(table, folder / f"part-{first:015d}.parquet", compression)
 
 
 class StageStats:
@@ -256,6 +300,8 @@ class StageStats:
         self.counters: dict[str, Counter] = defaultdict(Counter)
         # Rows each stage dropped, by reason, counted where it dropped them.
         self.dropped: dict[str, Counter] = defaultdict(Counter)
+        # Rows (and still active rows) into and out of each stage.
+        self.flow: dict[str, Counter] = defaultdict(Counter)
 
     def add(self, report: dict) -> None:
         for k, v in report["seconds"].items():
@@ -266,11 +312,14 @@ class StageStats:
             self.counters[stage].update(d)
         for stage, d in report.get("dropped", {}).items():
             self.dropped[stage].update(d)
+        for stage, d in report.get("flow", {}).items():
+            self.flow[stage].update(d)
 
     def snapshot(self) -> dict:
         return {"seconds": dict(self.seconds), "cpu_seconds": dict(self.cpu_seconds),
                 "counters": {k: dict(v) for k, v in self.counters.items()},
-                "dropped": {k: dict(v) for k, v in self.dropped.items()}}
+                "dropped": {k: dict(v) for k, v in self.dropped.items()},
+                "flow": {k: dict(v) for k, v in self.flow.items()}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +347,8 @@ class Runner:
         self.progress = progress
         self.console = console
         self._prog = RunProgress(False)
+        self.ids_made_distinct = 0
+        self.written: dict[str, int] = {}  # rows the shard writes returned, and the rows planned
 
     def _say(self, msg: str) -> None:
         if self.console is not None:
@@ -317,6 +368,10 @@ class Runner:
                     "choose another output.path or delete that folder"
                 )
         else:
+            if self.out.is_dir() and any(self.out.iterdir()):
+                # Never adopt (and later replace shards/ and rejected/ in) a folder curate did not make.
+                raise RuntimeError(f"output.path: {self.out} is not empty and was not made by curate; "
+                                   "choose a new or empty folder")
             self.work.mkdir(parents=True, exist_ok=True)
             _atomic_write_json({"fingerprint": fp, "config": self.cfg.model_dump(mode="json")}, fp_path)
 
@@ -349,32 +404,41 @@ class Runner:
         # Small blocks keep each reader batch its own block, so one file spreads over every actor.
         # The setting is this dataset's own context (its maps share it), not the process-wide one.
         ds.context.target_max_block_size = READ_BLOCK_BYTES
-        ds = ds.map_batches(
-            ReadWarcs,
-            fn_constructor_kwargs={"cfg": self.cfg, "read_dir": str(self.read_dir)},
-            batch_size=1,
-            batch_format="pyarrow",
-            # Reading is I/O and gunzip: light enough to share cores with extraction.
-            num_cpus=0,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), num_cpus))),
-        )
-        pools = plan_pools(registry.document_resources(self.cfg), num_cpus, ray.cluster_resources().get("GPU", 0))
-        run_schema = registry.run_schema(self.cfg)
-        for k, (sections, res, actors) in enumerate(pools):
-            last = k == len(pools) - 1
+        with warnings.catch_warnings():
+            # Ray 2.60 takes `max_restarts` only among the "ray_remote_args" it deprecates (no
+            # named parameter yet); the restarts must be off (see _run_per_document_surviving).
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
             ds = ds.map_batches(
-                StageGroup,
-                fn_constructor_kwargs={"cfg": self.cfg, "sections": sections, "run_schema": run_schema,
-                                       "docs_dir": str(self.docs_dir) if last else None},
-                batch_size=res.batch_size or self.cfg.ray.batch_size,
+                ReadWarcs,
+                fn_constructor_kwargs={"cfg": self.cfg, "read_dir": str(self.read_dir)},
+                batch_size=1,
                 batch_format="pyarrow",
-                num_cpus=res.num_cpus,
-                num_gpus=res.num_gpus or None,
-                memory=int(res.memory_gb * 2**30) if res.memory_gb else None,
-                # A fixed pool (an autoscaling one stayed at 1 actor on a 2-CPU budget), and at most two
-                # batches queued per actor so no actor sits on a backlog while another runs dry.
-                compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
+                # Reading is I/O and gunzip: light enough to share cores with extraction.
+                num_cpus=0,
+                max_restarts=0,  # a lost worker is handled by the runner; see _run_per_document_surviving
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), num_cpus))),
             )
+            pools = plan_pools(registry.document_resources(self.cfg), num_cpus, ray.cluster_resources().get("GPU", 0))
+            run_schema = registry.run_schema(self.cfg)
+            for k, (sections, res, actors) in enumerate(pools):
+                last = k == len(pools) - 1
+                ds = ds.map_batches(
+                    StageGroup,
+                    fn_constructor_kwargs={"cfg": self.cfg, "sections": sections, "run_schema": run_schema,
+                                           "docs_dir": str(self.docs_dir) if last else None},
+                    batch_size=res.batch_size or self.cfg.ray.batch_size,
+                    batch_format="pyarrow",
+                    num_cpus=res.num_cpus,
+                    num_gpus=res.num_gpus or None,
+                    memory=int(res.memory_gb * 2**30) if res.memory_gb else None,
+                    # Ray Data passes an actor its function through the object store; restartable
+                    # actors with such arguments make Ray core log an error for every pool. A lost
+                    # worker is handled by the runner instead (_run_per_document_surviving).
+                    max_restarts=0,
+                    # A fixed pool (an autoscaling one stayed at 1 actor on a 2-CPU budget), and at most two
+                    # batches queued per actor so no actor sits on a backlog while another runs dry.
+                    compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
+                )
         # The actors write the rows; iterating drives the execution and feeds the progress line.
         docs, t0 = 0, time.perf_counter()
         self._prog.start("docs", "read, extract, filter", total=len(pending), info="inputs")
@@ -388,6 +452,21 @@ class Runner:
                 self._prog.update("docs", completed=finished,
                                   info=f"inputs, {docs:,} documents ({docs / (time.perf_counter() - t0):.0f}/s)")
         self._prog.finish("docs")
+
+    def _run_per_document_surviving(self, pending: list[InputFile], num_cpus: int) -> None:
+        """The per-document phase, redone for the inputs a lost worker (or node) left unfinished:
+        their parts are deleted and written anew, so the output is exactly a clean run's."""
+        todo = pending
+        for attempt in range(1, WORKER_LOSS_ATTEMPTS + 1):
+            try:
+                self._run_per_document(todo, num_cpus)
+            except Exception as err:
+                if attempt == WORKER_LOSS_ATTEMPTS or not _worker_lost(err):
+                    raise
+                self._say(f"a worker was lost ({type(_worker_lost(err)).__name__}); redoing the inputs it left unfinished")
+            todo = [i for i in pending if self._finished(i) is None]
+            if not todo:
+                return
 
     def _stage_stats(self, inputs: list[InputFile]) -> dict:
         """Seconds and counters per stage, summed from the footers of every part file."""
@@ -417,6 +496,7 @@ class Runner:
             shutil.rmtree(self.global_dir, ignore_errors=True)
         current = files
         for k, stage in enumerate(stages):
+            _wait_for_free_cpus()
             d = self.global_dir / f"{k}-{stage.name}"
             done = d / "_SUCCESS"
             self._prog.start(stage.name, stage.name, total=1)
@@ -434,8 +514,12 @@ class Runner:
             t0 = time.perf_counter()
             ds = ray.data.read_parquet(current, schema=run_schema) if current else ray.data.from_arrow(schema.empty(run_schema))
             out = stage.run(ds, ctx)
+            _wait_for_free_cpus()  # the stage's own tasks may still hold them for a moment
             out.write_parquet(str(tmp), min_rows_per_file=max(1, self.cfg.output.rows_per_shard))
             shutil.rmtree(tmp / "work", ignore_errors=True)
+            # Rows in and out, from the files' own metadata, for the end-of-run accounting.
+            ctx.stats["rows_in"] = _parquet_rows(current)
+            ctx.stats["rows_out"] = _parquet_rows(sorted(str(p) for p in tmp.glob("*.parquet")))
             ctx.stats["total_seconds"] = round(time.perf_counter() - t0, 3)
             os.replace(tmp, d)
             _atomic_write_json(ctx.stats, done)
@@ -449,15 +533,24 @@ class Runner:
         from curate.pipeline import registry
         from curate.pipeline.shards import plan_shards, write_shards
 
+        if not (self.work / "config.json").is_file():  # the marker of a folder curate made
+            raise RuntimeError(f"refusing to replace shards/ and rejected/ in {self.out}: not a curate output folder")
         for sub in ("shards", "rejected"):
             shutil.rmtree(self.out / sub, ignore_errors=True)
             (self.out / sub).mkdir(parents=True)
         out = self.cfg.output
-        plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text, registry.run_schema(self.cfg))
+        # Labelled runs write shards by topic, so a trainer or a user can take one topic's files.
+        partition = schema.TOPIC if self.cfg.classifiers.topics.enabled else None
+        pii = self.cfg.filters.pii
+        plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text, registry.run_schema(self.cfg),
+                           partition_by=partition, redact_rejected=pii if pii.enabled else None)
         specs = plan.kept + plan.rejected
         self._prog.start("shards", "write shards", total=len(specs), info="files")
         written = write_shards(specs, on_done=lambda _: self._prog.update("shards", advance=1))
         kept, rejected = written[: len(plan.kept)], written[len(plan.kept):]
+        self.ids_made_distinct = plan.ids_made_distinct
+        self.written = {"kept": sum(e["rows"] for e in kept), "rejected": sum(e["rows"] for e in rejected),
+                        "planned_kept": plan.reasons.get(None, 0), "planned_rejected": plan.rows - plan.reasons.get(None, 0)}
         domain_tokens: Counter = Counter()
         for entry in kept:
             domain_tokens.update(entry["domain_tokens"])
@@ -467,7 +560,8 @@ class Runner:
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self, num_cpus: int, dashboard_url: str | None = None) -> RunResult:
-        from curate.pipeline.report import build_stats, write_report
+        from curate.pipeline import registry
+        from curate.pipeline.report import build_stats, check_accounting, write_report
 
         t_start = time.perf_counter()
         self._check_fingerprint()
@@ -478,7 +572,7 @@ class Runner:
         with RunProgress(self.progress, self.console) as self._prog:
             t0 = time.perf_counter()
             if pending:
-                self._run_per_document(pending, num_cpus)
+                self._run_per_document_surviving(pending, num_cpus)
                 for i in pending:
                     r = self._finished(i)
                     if r is None:
@@ -493,10 +587,13 @@ class Runner:
             shards, rejected, reasons, domain_tokens, total = self._write_outputs(files)
             write_seconds = time.perf_counter() - t1
         reports = [done[i.key] for i in inputs]
+        check_accounting(sum(r["rows"] for r in reports), [e.load().name for e in registry.enabled_entries(self.cfg, "document")],
+                         snap.get("flow", {}), global_stats, self.written)
         stats = build_stats(
             self.cfg, reports, reasons, snap, global_stats, total,
             seconds={"per_document": per_doc_seconds, "write": write_seconds, "total": time.perf_counter() - t_start},
             processed_inputs=len(pending),
         )
+        stats["ids_made_distinct"] = self.ids_made_distinct  # pages sharing a WARC-Record-ID with another
         manifest = write_report(self.cfg, self.out, stats, reports, shards, rejected, domain_tokens)
         return RunResult(self.out, stats, manifest, dashboard_url, skipped_inputs=len(inputs) - len(pending), processed_inputs=len(pending))

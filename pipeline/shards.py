@@ -10,7 +10,9 @@ or a crawl on a cluster. Same rows give byte-identical shards however the files 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate import schema
+from curate.filters.config import PiiConfig
 
 # Words and punctuation marks: a tokenizer-free token count, close to a GPT-2 pre-tokenizer's.
 TOKEN_PATTERN = r"\w+|[^\w\s]"
@@ -56,6 +59,11 @@ class ShardSpec:
     sources: list[tuple[str, np.ndarray]] = field(default_factory=list)
     # ...and `order` puts them into output order.
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    partition: str | None = None  # the value of the partition column all its rows share, if partitioned
+    # Output position -> new id, for rows whose id an earlier row (in output order) already has.
+    new_ids: dict[int, str] = field(default_factory=dict)
+    # Rejected rows dropped before the PII stage still hold their PII: redacted with this config.
+    redact: PiiConfig | None = None
 
 
 @dataclass
@@ -64,23 +72,68 @@ class ShardPlan:
     rejected: list[ShardSpec]
     reasons: Counter  # drop_reason -> rows (None = kept)
     rows: int
+    ids_made_distinct: int = 0  # rows that got a derived id because another row had theirs
 
 
-def _read_keys(files: Sequence[str]) -> pa.Table:
+def _read_keys(files: Sequence[str], extra: Sequence[str] = ()) -> pa.Table:
     parts = []
     for i, f in enumerate(files):
-        t = pq.read_table(f, columns=[*SORT_KEYS, schema.DROP_REASON])
+        t = pq.read_table(f, columns=[*SORT_KEYS, schema.DROP_REASON, *extra])
         n = t.num_rows
         parts.append(t.append_column("_file", pa.array(np.full(n, i, np.int32)))
                       .append_column("_row", pa.array(np.arange(n, dtype=np.int64))))
     if not parts:
-        return pa.table({**{k: pa.array([], schema.DOC_SCHEMA.field(k).type) for k in [*SORT_KEYS, schema.DROP_REASON]},
+        return pa.table({**{k: pa.array([], schema.DOC_SCHEMA.field(k).type) for k in [*SORT_KEYS, schema.DROP_REASON, *extra]},
                          "_file": pa.array([], pa.int32()), "_row": pa.array([], pa.int64())})
     return pa.concat_tables(parts)
 
 
+def distinct_id(doc_id: str, warc_path: str, warc_offset: int) -> str:
+    """The id of a row whose id an earlier row holds: derived from where it was read, so the same
+    input gives the same id on every run."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc_id}|{warc_path}#{warc_offset}"))
+
+
+def _repeated_ids(files: Sequence[str], keys: pa.Table) -> dict[int, str]:
+    """Sorted-key position -> new id for each row whose id an earlier row (in output order) holds
+    for a different page: two inputs with different pages under one WARC-Record-ID. The same
+    record read through two inputs (same URL and text; dedup has marked its copies) keeps its
+    id, and so does a copy without text (cut short or dropped before extraction) of that URL."""
+    ids = keys.column(schema.ID)
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return {}
+    positions = np.flatnonzero(pc.is_in(ids, value_set=repeated).to_numpy(zero_copy_only=False))
+    content = _contents(files, keys, positions)
+    first: dict[str, tuple[str | None, bytes | None]] = {}
+    renamed = {}
+    paths, offsets = keys.column(schema.WARC_PATH), keys.column(schema.WARC_OFFSET)
+    for i in positions.tolist():  # in output order, so the first holder keeps its id
+        doc_id = ids[i].as_py()
+        url, text = first.setdefault(doc_id, content[i])
+        if content[i][0] != url or None not in (text, content[i][1]) and content[i][1] != text:
+            renamed[i] = distinct_id(doc_id, paths[i].as_py(), offsets[i].as_py())
+    return renamed
+
+
+def _contents(files: Sequence[str], keys: pa.Table, positions: np.ndarray) -> dict[int, tuple[str | None, bytes | None]]:
+    """(url, hash of the text or None) of the few rows at `positions`."""
+    file_idx, rows = keys.column("_file").to_numpy()[positions], keys.column("_row").to_numpy()[positions]
+    out: dict[int, tuple[str | None, bytes | None]] = {}
+    for f in np.unique(file_idx):
+        sel = file_idx == f
+        cols = pq.read_table(files[int(f)], columns=[schema.URL, schema.TEXT])
+        for pos, row in zip(positions[sel].tolist(), cols.take(pa.array(rows[sel])).to_pylist()):
+            text = row[schema.TEXT]
+            out[pos] = (row[schema.URL], hashlib.sha1(text.encode()).digest() if text is not None else None)
+    return out
+
+
 def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder: Path, prefix: str,
-           rows_per_shard: int, compression: str, blank_text: bool, columns: pa.Schema) -> list[ShardSpec]:
+           rows_per_shard: int, compression: str, blank_text: bool, columns: pa.Schema,
+           new_ids: dict[int, str]) -> list[ShardSpec]:
+    """`new_ids`: position in `rows` -> new id."""
     specs = []
     for k, lo in enumerate(range(0, file_idx.size, rows_per_shard)):
         f, r = file_idx[lo:lo + rows_per_shard], rows[lo:lo + rows_per_shard]
@@ -91,25 +144,66 @@ def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder:
         spec.sources = [(files[u], r[by_file[s:e]]) for u, s, e in zip(uniq, starts, ends)]
         spec.order = np.empty(f.size, np.int64)
         spec.order[by_file] = np.arange(f.size)
+        spec.new_ids = {i - lo: v for i, v in new_ids.items() if lo <= i < lo + rows_per_shard}
         specs.append(spec)
     return specs
 
 
+def partition_slug(value: str | None) -> str:
+    """A file-name-safe form of a partition value ("Science & Tech." -> "science-tech")."""
+    return re.sub(r"[^a-z0-9]+", "-", (value or "none").lower()).strip("-") or "none"
+
+
+def _kept_specs(files: Sequence[str], keys: pa.Table, kept: np.ndarray, out: Path, rows_per_shard: int,
+                compression: str, columns: pa.Schema, partition_by: str | None, new_ids: dict[int, str]) -> list[ShardSpec]:
+    """Kept rows in output order; with `partition_by`, one run of shards per value of that column
+    (`shard-<value>-00000.parquet`, values in sorted order), so a shard holds one value.
+    `new_ids`: position among the kept rows -> new id."""
+    file_idx, rows = keys.column("_file").to_numpy()[kept], keys.column("_row").to_numpy()[kept]
+    if partition_by is None:
+        return _specs(files, file_idx, rows, out / "shards", "shard", rows_per_shard, compression, False, columns, new_ids)
+    values = np.asarray(pc.fill_null(keys.column(partition_by), "").to_numpy(zero_copy_only=False)[kept], dtype=object)
+    specs = []
+    for value in sorted(set(values)):
+        sel = values == value
+        rank = np.cumsum(sel) - 1  # position among this value's rows
+        part = _specs(files, file_idx[sel], rows[sel], out / "shards", f"shard-{partition_slug(value or None)}",
+                      rows_per_shard, compression, False, columns,
+                      {int(rank[i]): v for i, v in new_ids.items() if sel[i]})
+        for spec in part:
+            spec.partition = value or None
+        specs += part
+    return specs
+
+
 def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compression: str, rejected_text: bool,
-                columns: pa.Schema = schema.DOC_SCHEMA) -> ShardPlan:
-    """Read the sort keys of every row and cut the kept and rejected rows into shard specs."""
-    keys = _read_keys(files)
+                columns: pa.Schema = schema.DOC_SCHEMA, partition_by: str | None = None,
+                redact_rejected: PiiConfig | None = None) -> ShardPlan:
+    """Read the sort keys of every row and cut the kept and rejected rows into shard specs.
+    `partition_by`: a column whose values get shard runs of their own (kept rows);
+    `redact_rejected`: the PII settings to apply to rejected rows that never reached the PII stage."""
+    keys = _read_keys(files, [partition_by] if partition_by else [])
     keys = keys.take(pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in SORT_KEYS]))
     reason = keys.column(schema.DROP_REASON)
     reasons = Counter({r["values"]: r["counts"] for r in pc.value_counts(reason).to_pylist()})
     kept = pc.is_null(reason).to_numpy(zero_copy_only=False)
     file_idx, rows = keys.column("_file").to_numpy(), keys.column("_row").to_numpy()
+    renamed = _repeated_ids(files, keys)
+    # Positions in the sorted keys -> positions among the kept or among the rejected rows.
+    rank = np.empty(keys.num_rows, np.int64)
+    rank[kept], rank[~kept] = np.arange(int(kept.sum())), np.arange(int((~kept).sum()))
+    new_kept = {int(rank[i]): v for i, v in renamed.items() if kept[i]}
+    new_rejected = {int(rank[i]): v for i, v in renamed.items() if not kept[i]}
+    rejected = _specs(files, file_idx[~kept], rows[~kept], out / "rejected", "rejected", rows_per_shard, compression,
+                      not rejected_text, columns, new_rejected)
+    for spec in rejected:
+        spec.redact = redact_rejected
     return ShardPlan(
-        kept=_specs(files, file_idx[kept], rows[kept], out / "shards", "shard", rows_per_shard, compression, False, columns),
-        rejected=_specs(files, file_idx[~kept], rows[~kept], out / "rejected", "rejected", rows_per_shard, compression,
-                        not rejected_text, columns),
+        kept=_kept_specs(files, keys, kept, out, rows_per_shard, compression, columns, partition_by, new_kept),
+        rejected=rejected,
         reasons=reasons,
         rows=keys.num_rows,
+        ids_made_distinct=len(renamed),
     )
 
 
@@ -128,21 +222,46 @@ def write_shard(spec: ShardSpec) -> dict:
     """Build and write one shard; returns its manifest entry plus kept tokens per domain."""
     parts = [_read_rows(path, rows, spec.columns) for path, rows in spec.sources]
     table = pa.concat_tables(parts).take(pa.array(spec.order)) if parts else schema.empty(spec.columns)
+    if spec.new_ids:
+        ids = table.column(schema.ID).to_pylist()
+        for i, v in spec.new_ids.items():
+            ids[i] = v
+        table = schema.set_column(table, schema.ID, ids)
     tokens = count_tokens(table.column(schema.TEXT))
     if spec.blank_text:
         table = schema.set_column(table, schema.TEXT, pa.nulls(table.num_rows, pa.large_string()))
+    elif spec.redact is not None:
+        table = _redact_unredacted(table, spec.redact)
     path = Path(spec.folder) / spec.name
     write_table_atomic(table.combine_chunks(), path, spec.compression)
     domains: Counter = Counter()
     for dom, t in zip(table.column(schema.DOMAIN).to_pylist(), tokens):
         domains[dom or "<none>"] += t
-    return {
+    entry = {
         "path": f"{Path(spec.folder).name}/{spec.name}",
         "rows": table.num_rows,
         "tokens": int(sum(tokens)),
         "bytes": path.stat().st_size,
         "domain_tokens": dict(domains),
     }
+    if spec.partition is not None:
+        entry["partition"] = spec.partition
+    return entry
+
+
+def _redact_unredacted(table: pa.Table, cfg: PiiConfig) -> pa.Table:
+    """Redact the text of rows the PII stage never saw (no pii_counts): dropped before it."""
+    from curate.filters.pii import PiiFinder
+
+    finder = PiiFinder(cfg)
+    texts = table.column(schema.TEXT).to_pylist()
+    counts = table.column(schema.PII_COUNTS).to_pylist()
+    for i, (text, seen) in enumerate(zip(texts, counts)):
+        if text and seen is None:
+            texts[i], found = finder.redact(text)
+            counts[i] = [{"kind": k, "count": n} for k, n in sorted(found.items())]  # as the others read back
+    table = schema.set_column(table, schema.TEXT, texts)
+    return schema.set_column(table, schema.PII_COUNTS, counts)
 
 
 def write_shards(specs: Sequence[ShardSpec], on_done: Callable[[dict], None] | None = None) -> list[dict]:

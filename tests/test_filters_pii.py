@@ -126,7 +126,7 @@ def test_stage_redacts_counts_and_switches_per_type():
     texts = out.column(schema.TEXT).to_pylist()
     assert texts[0] == "Write to <EMAIL> or call (415) 555-2671, card <CARD>."
     assert texts[1] == "mail x@y.com"  # dropped rows are not processed
-    assert out.column(schema.PII_COUNTS).to_pylist()[0] == [("card", 1), ("email", 1)]
+    assert out.column(schema.PII_COUNTS).to_pylist()[0] == [{"kind": "card", "count": 1}, {"kind": "email", "count": 1}]
     assert stage.stats() == {"email": 1, "card": 1, "documents_redacted": 1}
 
 

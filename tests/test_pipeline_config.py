@@ -71,3 +71,8 @@ def test_example_configs_are_valid():
 
     for name in ("sample.yaml", "crawl-2024.yaml"):
         load_config(Path(__file__).parents[1] / "examples" / name)
+
+
+def test_a_mixture_without_topic_labels_is_refused_naming_both_sections():
+    with pytest.raises(ConfigError, match="mixture.enabled needs classifiers.topics.enabled"):
+        parse_config({"input": {"paths": ["x"]}, "output": {"path": "o"}, "mixture": {"enabled": True, "shares": {"Software": 0.2}}})

@@ -79,7 +79,7 @@ def test_curate_run_extracts_like_trafilatura_on_real_pages(ray_session, shared_
         "output": {"path": str(tmp_path / "out"), "rows_per_shard": 1000},
         "extract": {"engine": "trafilatura"},
         "filters": {k: off for k in ("url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii")},
-        "dedup": {"exact": off, "minhash": off},
+        "dedup": {k: off for k in ("exact", "minhash", "paragraph", "earlier")},  # texts exactly as extracted
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     assert main(["run", str(tmp_path / "run.yaml"), "--no-progress"]) == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,3 +106,68 @@ def test_plan_counts_reasons_and_ray_tasks_report_tokens_per_domain(tmp_path, ra
         for d, t in e["domain_tokens"].items():
             per_domain[d] = per_domain.get(d, 0) + t
     assert sum(per_domain.values()) == sum(e["tokens"] for e in entries) > 0
+
+
+def test_shards_partitioned_by_topic_hold_one_topic_each_in_crawl_order(tmp_path):
+    rows = make_rows(90, 5)
+    topics = ["Science & Tech.", "Sports & Fitness", None]
+    rows = schema.set_column(rows, schema.TOPIC, [topics[i % 3] for i in range(rows.num_rows)])
+    files = split_into_files(rows, tmp_path, [20, 61], 2)
+    out = tmp_path / "out"
+    for sub in ("shards", "rejected"):
+        (out / sub).mkdir(parents=True)
+    plan = plan_shards(files, out, 10, "zstd", True, partition_by=schema.TOPIC)
+    entries = [write_shard(spec) for spec in plan.kept]
+    kept = rows.filter(pc.is_null(rows.column(schema.DROP_REASON)))
+    assert sum(e["rows"] for e in entries) == kept.num_rows
+    names = sorted(p.name for p in (out / "shards").glob("*.parquet"))
+    assert {n.rsplit("-", 1)[0] for n in names} == {"shard-science-tech", "shard-sports-fitness", "shard-none"}
+    for entry in entries:
+        t = pq.read_table(out / entry["path"])
+        assert set(t.column(schema.TOPIC).to_pylist()) == {entry.get("partition")}
+        keys = list(zip(t.column(schema.WARC_PATH).to_pylist(), t.column(schema.WARC_OFFSET).to_pylist()))
+        assert keys == sorted(keys) and t.num_rows <= 10
+    assert kept.num_rows == sum(pq.read_metadata(out / "shards" / n).num_rows for n in names)
+
+
+def test_an_id_shared_by_different_pages_is_made_distinct_and_a_record_read_twice_keeps_it(tmp_path):
+    """Two inputs hold different pages under one WARC-Record-ID: every id in the output is unique,
+    the first in crawl order keeps it, the other's new id depends only on where it was read. The
+    same record read through two inputs (same content) keeps its id in both places."""
+    from curate.pipeline.shards import distinct_id
+
+    def row(doc_id: str, path: str, offset: int, text: str, reason: str | None = None) -> dict:
+        return {schema.ID: doc_id, schema.WARC_PATH: path, schema.WARC_OFFSET: offset, schema.TEXT: text,
+                schema.URL: f"https://example.org/{text[:4]}", schema.DROP_REASON: reason}
+
+    rows = schema.from_rows([
+        row("rec-1", "/a.warc.gz", 10, "first page"), row("rec-1", "/b.warc.gz", 99, "other page"),
+        row("rec-2", "/a.warc.gz", 20, "same record"), row("rec-2", "/c.warc.gz", 5, "same record", "dup:exact"),
+        row("rec-3", "/a.warc.gz", 30, "unique"),
+    ])
+    results = []
+    for cuts, seed in (([], 0), ([2, 3], 4)):
+        folder = tmp_path / f"run{seed}"
+        folder.mkdir()
+        write_all(split_into_files(rows, folder, cuts, seed), folder / "out", rows_per_shard=2)
+        out = pa.concat_tables([pq.read_table(p) for p in sorted((folder / "out").rglob("*.parquet"))])
+        results.append(sorted(zip(out.column("warc_path").to_pylist(), out.column("id").to_pylist())))
+    assert results[0] == results[1]  # deterministic however the rows were split
+    assert sorted(results[0]) == sorted([
+        ("/a.warc.gz", "rec-1"), ("/a.warc.gz", "rec-2"), ("/a.warc.gz", "rec-3"),
+        ("/b.warc.gz", distinct_id("rec-1", "/b.warc.gz", 99)), ("/c.warc.gz", "rec-2"),
+    ])
+    plan = plan_shards(split_into_files(rows, tmp_path, [], 0), tmp_path / "p", 2, "zstd", True)
+    assert plan.ids_made_distinct == 1
+
+
+def test_a_cut_copy_of_a_record_keeps_its_id(tmp_path):
+    """The same record in a file cut short (no text: an error row) is that record, not another page."""
+    rows = schema.from_rows([
+        {schema.ID: "rec-9", schema.WARC_PATH: "/a.warc.gz", schema.WARC_OFFSET: 1, schema.URL: "https://example.org/p",
+         schema.TEXT: "the page", schema.DROP_REASON: None},
+        {schema.ID: "rec-9", schema.WARC_PATH: "/b-cut.warc.gz", schema.WARC_OFFSET: 1, schema.URL: "https://example.org/p",
+         schema.TEXT: None, schema.DROP_REASON: "error:warc:truncated_record"},
+    ])
+    plan = plan_shards(split_into_files(rows, tmp_path, [], 0), tmp_path / "p", 2, "zstd", True)
+    assert plan.ids_made_distinct == 0

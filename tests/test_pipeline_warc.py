@@ -95,7 +95,8 @@ def test_payload_classification():
     assert classify_payload("application/pdf", None, b"%PDF-1.4") == "warc:not_html:application/pdf"
     assert classify_payload(None, None, b"<!DOCTYPE html><html><body>x") is None  # no type: bytes decide
     assert classify_payload(None, "application/javascript", b"var x = 1;").startswith("warc:not_html")
-    assert classify_payload("text/html", None, b"\x89PNG\r\n\x1a\n\x00\x00\x00") == "warc:binary"
+    assert classify_payload("text/html", None, b"\x89PNG\r\n\x1a\n\x00\x00\x00") == "warc:mislabelled:image/png"
+    assert classify_payload("text/html", None, b"<p>x\x00\x01 binary") == "warc:binary"
 
 
 def test_charset_header_then_meta_then_detection():

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -17,8 +18,8 @@ from pydantic import ValidationError
 from curate.config import ConfigError, parse_config
 from curate.schema import from_rows
 from curate.train.config import OptimConfig, TrainConfig
-from curate.train.data import PackedStream, RowFilter, StepPlan, TokenPool, expand, read_documents
-from curate.train.loop import TrainInputs, read_mixture, resolve_inputs, train
+from curate.train.data import WEIGHT_COLUMN, PackedStream, RowFilter, StepPlan, TokenPool, expand, read_documents
+from curate.train.loop import Mixture, TrainInputs, read_mixture, resolve_inputs, train
 from curate.train.schedule import LRSchedule
 from curate.train.tokenizer import EOS, load_tokenizer, train_bpe
 
@@ -225,9 +226,53 @@ def test_anneal_row_filter_selects_by_score_and_domain(run_dir):
 
 
 def test_manifest_mixture_is_optional(run_dir, tmp_path):
-    assert read_mixture(run_dir / "manifest.json") == ("domain", {WIKI_DOMAIN: 0.6, "commoncrawl.example": 0.4})
+    assert read_mixture(run_dir / "manifest.json") == Mixture("domain", {WIKI_DOMAIN: 0.6, "commoncrawl.example": 0.4})
     (tmp_path / "m.json").write_text(json.dumps({"shards": [], "mixture": {}}))
     assert read_mixture(tmp_path / "m.json") is None and read_mixture(tmp_path / "absent.json") is None
+
+
+def _weighted_run(run_dir: Path, root: Path, targets: dict[str, float]) -> Path:
+    """The run's shards with the `weight` column the reweighting stage writes for `targets`
+    (token shares per domain here, counted as the stage counts them), and its manifest."""
+    from curate.classifiers.mixture import solve_weights
+    from curate.pipeline.shards import count_tokens
+
+    (root / "shards").mkdir(parents=True)
+    tables = [pq.read_table(p) for p in sorted((run_dir / "shards").glob("*.parquet"))]
+    natural: dict[str, int] = {}
+    for t in tables:
+        for dom, n in zip(t.column("domain").to_pylist(), count_tokens(t.column("text"))):
+            natural[dom] = natural.get(dom, 0) + n
+    weights, short = solve_weights(natural, targets, sum(natural.values()), max_repeats=8)
+    assert not short
+    for k, t in enumerate(tables):
+        w = [weights[d] for d in t.column("domain").to_pylist()]
+        pq.write_table(t.set_column(t.schema.get_field_index("weight"), "weight", pa.array(w, pa.float32())),
+                       root / "shards" / f"shard-{k:05d}.parquet")
+    manifest = {"shards": [], "mixture": {"column": "domain", "weight_column": "weight", "targets": targets}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    (root / "heldout.jsonl").write_bytes((run_dir / "heldout.jsonl").read_bytes())
+    return root
+
+
+def test_per_row_weights_set_the_token_shares_of_every_epoch(run_dir, pool, tmp_path):
+    targets = {WIKI_DOMAIN: 0.55, "commoncrawl.example": 0.45}  # CC is ~10% of the natural tokens
+    weighted = _weighted_run(run_dir, tmp_path / "run", targets)
+    docs = read_documents(expand([str(weighted / "shards" / "*.parquet")]), group_column="domain", weight_column="weight")
+    assert docs[WEIGHT_COLUMN].null_count == 0
+    wpool = TokenPool.build(tmp_path / "pool", "w1", docs, pool.tok)
+    stream = PackedStream(wpool, 64, seed=5, doc_weights=True)
+    epoch = float((wpool.weights * wpool.lengths).sum())
+    for budget in (epoch, 3 * epoch):
+        tokens = stream.doc_tokens(int(budget))
+        per_group = np.bincount(wpool.group_ids, weights=tokens)
+        shares = dict(zip(wpool.groups, per_group / per_group.sum()))
+        for dom, target in targets.items():  # BPE tokens here, regex tokens in the weights: still within 2 points
+            assert abs(shares[dom] - target) <= 0.02, (budget, shares)
+    again = PackedStream(wpool, 64, seed=5, doc_weights=True)
+    assert np.array_equal(again.sequence(123), stream.sequence(123))
+    with pytest.raises(ValueError, match="no column 'weight'"):
+        read_documents([run_dir / "heldout.jsonl"], weight_column="weight")
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -256,6 +301,27 @@ def test_trains_anneals_and_saves_a_loadable_model(run_dir, tmp_path):
     assert model.config.vocab_size == len(tok) and model.config.hidden_size == 64
     samples = generate(str(final), "The history of", max_new_tokens=8, num_samples=2)
     assert len(samples) == 2 and all(s.startswith("The history of") for s in samples)
+
+
+def test_trainer_samples_the_weighted_mixture_and_anneals_on_the_high_quality_pool(run_dir, tmp_path):
+    from curate.train.loop import Trainer
+
+    targets = {WIKI_DOMAIN: 0.55, "commoncrawl.example": 0.45}
+    weighted = _weighted_run(run_dir, tmp_path / "run", targets)
+    cfg, inputs = tiny(weighted, tmp_path / "model", max_steps=8, anneal={"fraction": 0.25, "min_score": 0.5},
+                       tokenizer={"vocab_size": 400, "sample_docs": 80})
+    trainer = Trainer(cfg, inputs)
+    trainer.setup()
+    assert trainer.main_stream.doc_weights and trainer.mixture.weight_column == "weight"
+    assert not trainer.anneal_stream.doc_weights and trainer.anneal_pool.weights is None
+    assert trainer.anneal_pool.num_docs < trainer.main_pool.num_docs  # the wiki_score >= 0.5 rows only
+    # Over an epoch's worth of pretraining tokens the realised shares are the targets.
+    pool = trainer.main_pool
+    tokens = trainer.main_stream.doc_tokens(int((pool.weights * pool.lengths).sum()))
+    per_group = np.bincount(pool.group_ids, weights=tokens)
+    for dom, target in targets.items():
+        assert abs(per_group[pool.groups.index(dom)] / per_group.sum() - target) <= 0.02
+    assert set(trainer._realised_mixture()) <= set(targets)
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(run_dir, tmp_path):

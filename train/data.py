@@ -34,6 +34,7 @@ from curate.train.tokenizer import EOS, encode_batch
 
 GROUP_COLUMN = "__group"
 SCORE_COLUMN = "__score"
+WEIGHT_COLUMN = "__weight"
 
 
 # ----------------------------------------------------------------------------- reading documents
@@ -108,12 +109,16 @@ class RowFilter:
 
 
 def read_documents(
-    paths: Sequence[Path], text_column: str = "text", group_column: str | None = None, row_filter: RowFilter | None = None
+    paths: Sequence[Path], text_column: str = "text", group_column: str | None = None, row_filter: RowFilter | None = None,
+    weight_column: str | None = None,
 ) -> pa.Table:
-    """All non-empty documents of `paths` as a table (`text`, `__group`), in file order."""
-    extra = [c for c in (group_column, row_filter and row_filter.score_column, row_filter and row_filter.domain_column) if c]
+    """All non-empty documents of `paths` as a table (`text`, `__group`, and `__weight` when
+    `weight_column` is given: a file without that column is an error), in file order."""
+    extra = [c for c in (group_column, weight_column, row_filter and row_filter.score_column,
+                         row_filter and row_filter.domain_column) if c]
     texts: list[pa.ChunkedArray] = []
     groups: list[pa.ChunkedArray] = []
+    weights: list[pa.ChunkedArray] = []
     for path in paths:
         table = read_table(path, text_column, extra)
         if row_filter is not None:
@@ -126,14 +131,20 @@ def read_documents(
             groups.append(pc.cast(table[group_column], pa.string()))
         else:
             groups.append(pa.chunked_array([pa.nulls(table.num_rows, pa.string())]))
+        if weight_column:
+            if weight_column not in table.column_names:
+                raise ValueError(f"{path}: no column {weight_column!r} (the manifest's per-row sampling weights)")
+            weights.append(pc.fill_null(pc.cast(table[weight_column], pa.float64()), 0.0))
     if not texts:
-        return pa.table({"text": pa.array([], pa.large_string()), GROUP_COLUMN: pa.array([], pa.string())})
-    return pa.table(
-        {
-            "text": pa.chunked_array([c for t in texts for c in t.chunks], pa.large_string()),
-            GROUP_COLUMN: pa.chunked_array([c for g in groups for c in g.chunks], pa.string()),
-        }
-    )
+        out = {"text": pa.array([], pa.large_string()), GROUP_COLUMN: pa.array([], pa.string())}
+        return pa.table({**out, WEIGHT_COLUMN: pa.array([], pa.float64())} if weight_column else out)
+    out = {
+        "text": pa.chunked_array([c for t in texts for c in t.chunks], pa.large_string()),
+        GROUP_COLUMN: pa.chunked_array([c for g in groups for c in g.chunks], pa.string()),
+    }
+    if weight_column:
+        out[WEIGHT_COLUMN] = pa.chunked_array([c for w in weights for c in w.chunks], pa.float64())
+    return pa.table(out)
 
 
 def files_fingerprint(paths: Sequence[Path]) -> str:
@@ -150,8 +161,9 @@ def files_fingerprint(paths: Sequence[Path]) -> str:
 class TokenPool:
     """Documents as one flat memory-mapped token array (each document followed by EOS).
 
-    Files in `folder`: tokens.bin (uint16 or uint32), docs.npz (start, length, group id per
-    document), meta.json (cache key, dtype, group names). A folder whose key matches is reused.
+    Files in `folder`: tokens.bin (uint16 or uint32), docs.npz (start, length, group id and, when
+    the documents carry one, sampling weight per document), meta.json (cache key, dtype, group
+    names). A folder whose key matches is reused.
     """
 
     def __init__(self, folder: Path):
@@ -163,6 +175,8 @@ class TokenPool:
         self.starts: np.ndarray = docs["starts"]
         self.lengths: np.ndarray = docs["lengths"]
         self.group_ids: np.ndarray = docs["group_ids"]
+        # Expected repeats per epoch of each document (the `weight` column), when the pool has them.
+        self.weights: np.ndarray | None = docs["weights"] if "weights" in docs.files else None
         self.text_bytes: int = int(meta.get("text_bytes", 0))
         n = int(self.lengths.sum())
         self.tokens = np.memmap(folder / "tokens.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(n,)) if n else np.zeros(0, np.uint16)
@@ -203,7 +217,8 @@ class TokenPool:
         lens = np.asarray(lengths, dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) if len(lens) else np.zeros(0, np.int64)
         gids = np.asarray([group_index[g] for g in group_values], dtype=np.int32)
-        np.savez(folder / "docs.npz", starts=starts, lengths=lens, group_ids=gids)
+        per_doc = {"weights": docs[WEIGHT_COLUMN].to_numpy()} if WEIGHT_COLUMN in docs.column_names else {}
+        np.savez(folder / "docs.npz", starts=starts, lengths=lens, group_ids=gids, **per_doc)
         text_bytes = int(pc.sum(pc.binary_length(pc.cast(docs["text"], pa.large_binary()))).as_py() or 0)
         meta = {"key": key, "dtype": np.dtype(dtype).name, "groups": groups, "text_bytes": text_bytes}
         meta_path.write_text(json.dumps(meta))
@@ -216,18 +231,25 @@ class TokenPool:
 class PackedStream:
     """Sequence `i` = tokens [i*L, (i+1)*L) of a deterministic, endless document stream.
 
-    Document order: with `weights` (group -> target token share) each slot draws a group with
+    Document order: with `doc_weights` (the pool's per-document weights, expected repeats per
+    epoch) each epoch holds document d floor(w_d) times plus once more when a seeded draw falls
+    below the fraction, in a seeded permutation, so token shares over an epoch follow the
+    weights; with `weights` (group -> target token share) each slot draws a group with
     probability proportional to weight / mean document length, then takes that group's next
-    document in its seeded per-epoch permutation; without weights, whole-pool seeded per-epoch
+    document in its seeded per-epoch permutation; without either, whole-pool seeded per-epoch
     permutations (or file order when `shuffle` is false, e.g. for evaluation).
     """
 
     BLOCK = 4096  # document draws per generation block (prefix stability)
 
-    def __init__(self, pool: TokenPool, seq_len: int, seed: int, weights: dict[str, float] | None = None, shuffle: bool = True):
+    def __init__(self, pool: TokenPool, seq_len: int, seed: int, weights: dict[str, float] | None = None, shuffle: bool = True,
+                 doc_weights: bool = False):
         if pool.num_docs == 0 or pool.num_tokens < 2:
             raise ValueError(f"no training text in {pool.folder}")
+        if doc_weights and (pool.weights is None or float(pool.weights.sum()) <= 0):
+            raise ValueError(f"{pool.folder}: per-document weights requested but the pool has none above 0")
         self.pool, self.seq_len, self.seed, self.shuffle = pool, seq_len, seed, shuffle
+        self.doc_weights = doc_weights
         self.group_probs = self._group_probs(weights) if weights else None
         self._order: list[np.ndarray] = []  # generated blocks of document ids
         self._cum = np.zeros(0, np.int64)  # cumulative tokens at the end of each stream document
@@ -249,8 +271,20 @@ class PackedStream:
         ids = np.flatnonzero(self.pool.group_ids == gi)
         return np.random.default_rng([self.seed, 1, gi, epoch]).permutation(ids)
 
+    def _weighted_epoch(self, epoch: int) -> np.ndarray:
+        w = self.pool.weights
+        whole = np.floor(w)
+        extra = np.random.default_rng([self.seed, 3, epoch]).random(len(w)) < (w - whole)
+        ids = np.repeat(np.arange(len(w), dtype=np.int64), (whole + extra).astype(np.int64))
+        return np.random.default_rng([self.seed, 4, epoch]).permutation(ids)
+
     def _next_block(self) -> np.ndarray:
         b = len(self._order)
+        if self.doc_weights:
+            while not len(block := self._weighted_epoch(self._epoch_cursor)):  # all-fractional weights can draw nothing
+                self._epoch_cursor += 1
+            self._epoch_cursor += 1
+            return block
         if self.group_probs is None:
             n = self.pool.num_docs
             if not self.shuffle:
@@ -280,6 +314,15 @@ class PackedStream:
             self._order.append(block)
             base = self._cum[-1] if len(self._cum) else 0
             self._cum = np.concatenate([self._cum, base + np.cumsum(self.pool.lengths[block])])
+
+    def doc_tokens(self, n_tokens: int) -> np.ndarray:
+        """Tokens each pool document contributes to the first `n_tokens` of the stream (its
+        realised mixture over a budget)."""
+        self._ensure(n_tokens)
+        order = np.concatenate(self._order)
+        before = np.concatenate([[0], self._cum[:-1]])
+        take = np.clip(n_tokens - before, 0, self.pool.lengths[order])
+        return np.bincount(order, weights=take, minlength=self.pool.num_docs)
 
     def sequence(self, i: int) -> np.ndarray:
         lo, hi = i * self.seq_len, (i + 1) * self.seq_len

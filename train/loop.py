@@ -73,15 +73,26 @@ def resolve_inputs(tcfg: TrainConfig, run_output: str | Path | None) -> TrainInp
     return TrainInputs(data_paths, out, manifest, list(tcfg.anneal.paths), list(tcfg.eval.paths))
 
 
-def read_mixture(manifest: Path | None) -> tuple[str, dict[str, float]] | None:
-    """(column, weights) from manifest.json's `mixture`, or None when absent or empty."""
+@dataclass(frozen=True)
+class Mixture:
+    """How to sample the main pool, from manifest.json's `mixture`."""
+
+    column: str  # the label column the weights are about (domain, topic, format)
+    weights: dict[str, float]  # label -> token share (the natural or the target mixture)
+    weight_column: str | None = None  # per-row expected repeats written by the reweighting stage
+
+
+def read_mixture(manifest: Path | None) -> Mixture | None:
+    """The manifest's mixture: per-row weights (`weight_column`, from the reweighting stage) or
+    label -> share weights; None when absent or empty."""
     if manifest is None or not manifest.is_file():
         return None
     mixture = json.loads(manifest.read_text()).get("mixture") or {}
-    weights = {str(k): float(v) for k, v in (mixture.get("weights") or {}).items() if float(v) > 0}
-    if not weights:
+    shares = mixture.get("targets") or mixture.get("weights") or {}
+    weights = {str(k): float(v) for k, v in shares.items() if float(v) > 0}
+    if not weights and not mixture.get("weight_column"):
         return None
-    return str(mixture.get("column") or "domain"), weights
+    return Mixture(str(mixture.get("column") or "domain"), weights, mixture.get("weight_column"))
 
 
 @dataclass
@@ -148,15 +159,17 @@ class Trainer:
         tok.save_pretrained(saved)
         return tok
 
-    def _pool(self, name: str, paths: list[str], group_column: str | None = None, row_filter: RowFilter | None = None) -> TokenPool:
+    def _pool(self, name: str, paths: list[str], group_column: str | None = None, row_filter: RowFilter | None = None,
+              weight_column: str | None = None) -> TokenPool:
         files = expand(paths)
         tok_hash = hashlib.sha256(self.tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
         key = hashlib.sha256(
-            json.dumps([files_fingerprint(files), self.cfg.data.text_column, group_column, row_filter and row_filter.describe(), tok_hash]).encode()
+            json.dumps([files_fingerprint(files), self.cfg.data.text_column, group_column, row_filter and row_filter.describe(),
+                        tok_hash] + ([weight_column] if weight_column else [])).encode()
         ).hexdigest()[:16]
         folder = self.out / "tokens" / name
         if self.dist.is_main:
-            docs = read_documents(files, self.cfg.data.text_column, group_column, row_filter)
+            docs = read_documents(files, self.cfg.data.text_column, group_column, row_filter, weight_column)
             TokenPool.build(folder, key, docs, self.tokenizer)
         self._barrier()
         pool = TokenPool(folder)
@@ -198,7 +211,8 @@ class Trainer:
 
         mixture = read_mixture(self.inputs.manifest) if cfg.data.use_mixture else None
         self.mixture = mixture
-        self.main_pool = self._pool("main", self.inputs.data_paths, mixture[0] if mixture else None)
+        self.main_pool = self._pool("main", self.inputs.data_paths, mixture.column if mixture else None,
+                                    weight_column=mixture.weight_column if mixture else None)
         self.anneal_pool = self._anneal_pool()
         self.eval_pool = self._pool("eval", self.inputs.eval_paths) if self.inputs.eval_paths else None
 
@@ -209,7 +223,9 @@ class Trainer:
         if self.anneal_pool is not None:
             anneal = min(max(round(total * cfg.anneal.fraction), 1), total - 1)
         self.plan = StepPlan(total, anneal, cfg.micro_batch_size, cfg.grad_accum, world)
-        self.main_stream = PackedStream(self.main_pool, cfg.seq_len, cfg.seed, mixture[1] if mixture else None)
+        by_row = bool(mixture and mixture.weight_column)
+        self.main_stream = PackedStream(self.main_pool, cfg.seq_len, cfg.seed,
+                                        mixture.weights if mixture and not by_row else None, doc_weights=by_row)
         self.anneal_stream = PackedStream(self.anneal_pool, cfg.seq_len, cfg.seed + 1) if self.anneal_pool else None
         self.eval_stream = PackedStream(self.eval_pool, cfg.seq_len, cfg.seed, shuffle=False) if self.eval_pool else None
 
@@ -426,11 +442,23 @@ class Trainer:
                 "n_params": self.n_params,
                 "main_pool": {"docs": self.main_pool.num_docs, "tokens": self.main_pool.num_tokens},
                 "anneal_pool": {"docs": self.anneal_pool.num_docs, "tokens": self.anneal_pool.num_tokens} if self.anneal_pool else None,
-                "mixture": self.mixture[1] if self.mixture else None,
+                "mixture": self.mixture.weights if self.mixture else None,
+                "mixture_column": self.mixture.column if self.mixture else None,
+                "weight_column": self.mixture.weight_column if self.mixture else None,
+                "realised_mixture": self._realised_mixture(),
             }, indent=2))
             plot_loss(self.metrics_path, self.out / "loss.png", self.plan.pretrain_steps if self.plan.anneal_steps else None)
         self._barrier()
         return final
+
+    def _realised_mixture(self) -> dict[str, float] | None:
+        """Token shares per label of the main pool over the pretraining budget, as sampled."""
+        if not self.mixture:
+            return None
+        tokens = self.main_stream.doc_tokens(self.plan.pretrain_steps * self.tokens_per_step)
+        per_group = np.bincount(self.main_pool.group_ids, weights=tokens, minlength=len(self.main_pool.groups))
+        total = per_group.sum() or 1.0
+        return {str(g): round(float(t / total), 6) for g, t in zip(self.main_pool.groups, per_group) if t > 0}
 
     def close(self) -> None:
         if self.dist.world_size > 1 and dist.is_initialized():
