@@ -44,6 +44,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from curate.pipeline import registry
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SHARED_DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -216,12 +218,14 @@ def curate_config(input_glob: str, output_dir: Path, workers: int) -> dict:
         "output": {"path": str(output_dir), "compression": "zstd"},
         # Port 0: let the OS choose, so a parallel Ray (other tests, other users) cannot clash.
         "ray": {"num_cpus": workers, "dashboard_port": 0},
-        "extract": {"engine": "trafilatura", "favor_precision": True, "timeout_s": 10},
+        # Reuse by payload digest off: the copies repeat every page, which a real crawl does not.
+        "extract": {"engine": "trafilatura", "favor_precision": True, "timeout_s": 10, "reuse_by_digest": False},
         "filters": {
             name: dict(off)
             for name in ("url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii")
         },
-        "dedup": {"exact": dict(off), "minhash": dict(off)},
+        # Every dedup stage off, whichever the registry has: the copies would be duplicates of each other.
+        "dedup": {e.key: dict(off) for e in registry.ENTRIES if e.group == "dedup"},
     }
 
 

@@ -38,6 +38,9 @@ PII_COUNTS = "pii_counts"
 
 # The raw page travels only between reading and extraction; it is never written out.
 RAW_HTML = "raw_html"
+# The record's WARC-Payload-Digest, with the raw page: extraction reuses the text of a payload it
+# already extracted in this run.
+PAYLOAD_DIGEST = "payload_digest"
 
 DOC_FIELDS: list[pa.Field] = [
     pa.field(TEXT, pa.large_string()),
@@ -65,7 +68,7 @@ DOC_FIELDS: list[pa.Field] = [
 
 DOC_SCHEMA = pa.schema(DOC_FIELDS)
 # What the reader hands to extraction: the document schema plus the raw page bytes.
-RAW_SCHEMA = DOC_SCHEMA.append(pa.field(RAW_HTML, pa.large_binary()))
+RAW_SCHEMA = DOC_SCHEMA.append(pa.field(RAW_HTML, pa.large_binary())).append(pa.field(PAYLOAD_DIGEST, pa.string()))
 
 # Drop reasons in this namespace are errors (the record could not be processed), not
 # rejections; the accounting identity keeps them apart.

@@ -39,6 +39,16 @@ class LanguageConfig(StrictModel):
         description="one code for members of a macro-language identifiers confuse: bs/hr/sr/sh -> sh, id/ms -> ms, nb/nn/no -> no "
         "(scores of the members add up; keep-lists are folded the same way)",
     )
+    prefilter: bool = Field(
+        True,
+        description="before extraction, run language ID on a fast resiliparse extraction and drop pages confidently "
+        "outside `keep` as lang_prefilter:xx without running trafilatura on them (needs a keep-list)",
+    )
+    prefilter_min_confidence: float = Field(
+        0.8, ge=0.5, le=1.0,
+        description="the pre-filter drops a page only when a language outside `keep` scores at least this on the fast text; "
+        "pages below it (borderline) go through the full extraction and language filter",
+    )
 
     @model_validator(mode="after")
     def _model_path_is_for_fasttext(self) -> LanguageConfig:

@@ -16,8 +16,11 @@ class ExtractConfig(StrictModel):
     include_tables: bool = True
     timeout_s: float = Field(10.0, gt=0, description="per-document limit; a page over it is dropped as error:extract_timeout")
     min_text_chars: int = Field(1, ge=0, description="shorter extractions are dropped as extract:empty")
+    reuse_by_digest: bool = Field(
+        True, description="a record whose WARC-Payload-Digest (and size, charset) this actor already extracted reuses that result"
+    )
+    reuse_cache_entries: int = Field(4096, ge=1, description="results kept per actor for reuse_by_digest (least recently used go first)")
     repair_mojibake: bool = Field(True, description="repair UTF-8 read as Latin-1/cp1252 in the text (schÃ¶n -> schön, ftfy); counted")
-
 
 
 class ResourcesOverride(StrictModel):

@@ -4,6 +4,10 @@ The result for a page depends on that page alone (trafilatura's cross-document `
 cache stays off), so it never matters which worker or batch a page lands in. Each page gets a
 hard time limit (it is extracted in a child process that is killed when the limit passes): a
 pathological page becomes `error:extract_timeout` instead of stalling a worker.
+
+A record whose payload this actor already extracted (same `WARC-Payload-Digest`, size and
+header charset: the same bytes decoded the same way) takes that result from a small LRU instead
+of running trafilatura again; both rows go on, so the dedup stages still see and decide both.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import pickle
 import re
+from collections import OrderedDict
 import select
 import signal
 import struct
@@ -263,10 +268,29 @@ class Extract(Stage):
     def __init__(self, cfg: ExtractConfig) -> None:
         self.cfg = cfg
         self.child = ExtractionProcess(cfg)
-        self.counts = {"timeouts": 0, "errors": 0, "invalid_utf8_pages": 0, "invalid_utf8_sequences": 0, "mojibake_repaired": 0}
+        self.counts = {"timeouts": 0, "errors": 0, "extracted": 0, "reused": 0,
+                       "invalid_utf8_pages": 0, "invalid_utf8_sequences": 0, "mojibake_repaired": 0}
+        self._done: OrderedDict[tuple, tuple[str | None, str | None, str | None]] = OrderedDict()
+
+    def extract_reusing(self, payload: bytes, header_charset: str | None, digest: str | None) -> tuple[str | None, str | None, str | None]:
+        """`extract_one`, or the result of an earlier record with the same payload digest."""
+        if not (self.cfg.reuse_by_digest and digest):
+            return self.extract_one(payload, header_charset)
+        key = (digest, len(payload), header_charset)
+        if (hit := self._done.get(key)) is not None:
+            self._done.move_to_end(key)
+            self.counts["reused"] += 1
+            return hit
+        result = self.extract_one(payload, header_charset)
+        if result[2] != "error:extract_timeout":  # a timeout depends on the machine's load, not the page
+            self._done[key] = result
+            if len(self._done) > self.cfg.reuse_cache_entries:
+                self._done.popitem(last=False)
+        return result
 
     def extract_one(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str | None, str | None]:
         """(text, charset, drop reason), within the time limit."""
+        self.counts["extracted"] += 1
         text, charset, reason, info = self.child.run(payload, header_charset)
         if reason == "error:extract_timeout":
             self.counts["timeouts"] += 1
@@ -281,19 +305,20 @@ class Extract(Stage):
     def __call__(self, batch: pa.Table) -> pa.Table:
         raw = batch.column(schema.RAW_HTML).to_pylist()
         charsets = batch.column(schema.CHARSET).to_pylist()
+        digests = batch.column(schema.PAYLOAD_DIGEST).to_pylist() if schema.PAYLOAD_DIGEST in batch.column_names else [None] * len(raw)
         active = schema.active_mask(batch).to_pylist()
         texts, reasons, used = [], [], []
-        for payload, cs, ok in zip(raw, charsets, active):
+        for payload, cs, digest, ok in zip(raw, charsets, digests, active):
             if not ok or payload is None:
                 texts.append(None), reasons.append(None), used.append(cs)
                 continue
-            text, charset, reason = self.extract_one(payload, cs)
+            text, charset, reason = self.extract_reusing(payload, cs, digest)
             texts.append(text), reasons.append(reason), used.append(charset)
         out = schema.set_column(batch, schema.TEXT, texts)
         out = schema.set_column(out, schema.CHARSET, used)
         out = schema.mark_dropped(out, reasons)
-        # The raw page never leaves extraction: downstream blocks stay small.
-        return schema.conform(out.drop_columns([schema.RAW_HTML]))
+        # The raw page never leaves extraction (conform keeps DOC_SCHEMA's columns): blocks stay small.
+        return schema.conform(out)
 
     def stats(self) -> dict:
         return {**self.counts, "process_starts": self.child.starts}

@@ -8,8 +8,11 @@ pools), and the funnel and report (which stage owns a drop reason).
 
 Order: per-document stages run in the order below on every batch, then the global stages over
 the whole run, in their order.
-- `extract` first (raw page -> text);
-- `filters.url` before anything that reads the text (it decides on the URL alone, the cheapest);
+- cheap decisions before the expensive extraction: `filters.url` first (it decides on the URL
+  alone, so its decisions are the same before or after extraction), then the language pre-filter
+  (language ID on a fast resiliparse text drops pages confidently outside the kept languages;
+  switched by `filters.language.prefilter`);
+- `extract` (raw page -> text, trafilatura) on what is left;
 - `filters.language` before the quality rules (they tokenize per detected language);
 - Gopher repetition and quality, C4 (rewrites lines), FineWeb;
 - `filters.pii` last of the filters, so it redacts only documents the rules kept;
@@ -68,14 +71,19 @@ class Entry:
     config: type[StrictModel]  # the section's model; an `enabled` field switches the stage
     stage: str  # "module:Class", imported only when a run builds it (config stays light to import)
     kind: Literal["document", "global"] = "document"
-    # The section's bool attribute that switches this stage on. A global stage may share the
-    # section of the per-document stage before it (a classifier's top-fraction cut) and name
-    # its own switch; the section then keeps the per-document entry's model.
-    switch: str = "enabled"
+    # Section fields that must all be true for the stage to run: a stage may be a switch of
+    # another stage's section (the language pre-filter runs on `filters.language`'s settings).
+    switches: tuple[str, ...] = ("enabled",)
 
     @property
     def group(self) -> str | None:
         return self.section.split(".")[0] if "." in self.section else None
+
+    @property
+    def path(self) -> str:
+        """Unique name of the entry: its section, or `section.switch` for a stage that a field of
+        another stage's section switches (`filters.language.prefilter`)."""
+        return self.section if self.switches == ("enabled",) else f"{self.section}.{self.switches[-1]}"
 
     @property
     def key(self) -> str:
@@ -87,8 +95,9 @@ class Entry:
 
 
 ENTRIES: tuple[Entry, ...] = (
-    Entry("extract", ExtractConfig, "curate.pipeline.extract:Extract"),
     Entry("filters.url", UrlConfig, "curate.filters.url:UrlFilter"),
+    Entry("filters.language", LanguageConfig, "curate.filters.lang_prefilter:LanguagePrefilter", switches=("enabled", "prefilter")),
+    Entry("extract", ExtractConfig, "curate.pipeline.extract:Extract"),
     Entry("filters.language", LanguageConfig, "curate.filters.lang:LanguageID"),
     Entry("filters.gopher_repetition", GopherRepetitionConfig, "curate.filters.quality:GopherRepetition"),
     Entry("filters.gopher_quality", GopherQualityConfig, "curate.filters.quality:GopherQuality"),
@@ -105,8 +114,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("dedup.earlier", EarlierConfig, "curate.dedup.earlier:EarlierRunsDedup", kind="global"),
     # After dedup: the quantile is over the documents that survive everything else.
     Entry("classifiers.wiki_quality", WikiQualityConfig, "curate.classifiers.stage:WikiQualityTop", kind="global",
-          switch="keeps_top_fraction"),
-    Entry("classifiers.dclm", DclmConfig, "curate.classifiers.stage:DclmQualityTop", kind="global", switch="keeps_top_fraction"),
+          switches=("enabled", "keeps_top_fraction")),
+    Entry("classifiers.dclm", DclmConfig, "curate.classifiers.stage:DclmQualityTop", kind="global",
+          switches=("enabled", "keeps_top_fraction")),
     Entry("domain_caps", DomainCapsConfig, "curate.classifiers.mixture:DomainCaps", kind="global"),
     Entry("mixture", MixtureConfig, "curate.classifiers.mixture:Reweight", kind="global"),
 )
@@ -133,10 +143,8 @@ def _field(entry: Entry) -> tuple[type[StrictModel], Any]:
 @cache
 def group_model(group: str) -> type[StrictModel]:
     """The pydantic model of a group section (e.g. `filters:`), one field per registered stage."""
-    fields: dict[str, Any] = {}
-    for e in ENTRIES:
-        if e.group == group:
-            fields.setdefault(e.key, _field(e))  # a shared section keeps its first (per-document) entry's model
+    # A stage switched inside another stage's section adds no section of its own.
+    fields: dict[str, Any] = {e.key: _field(e) for e in ENTRIES if e.group == group and e.path == e.section}
     name = "".join(part.capitalize() for part in group.split("_")) + "Config"
     return create_model(name, __base__=GROUPS[group], __doc__=f"YAML section `{group}:`", **fields)
 
@@ -144,9 +152,7 @@ def group_model(group: str) -> type[StrictModel]:
 def top_level_fields() -> dict[str, Any]:
     """The run config's fields that come from the registry: each group, and each top-level stage."""
     fields: dict[str, Any] = {g: (group_model(g), Field(default_factory=group_model(g))) for g in GROUPS}
-    for e in ENTRIES:
-        if e.group is None:
-            fields.setdefault(e.key, _field(e))
+    fields.update({e.key: _field(e) for e in ENTRIES if e.group is None and e.path == e.section})
     return fields
 
 
@@ -165,7 +171,8 @@ def enabled_entries(cfg: Any, kind: Literal["document", "global"], group: str | 
             continue
         if group is None and e.group is not None and not hasattr(cfg, e.group):
             continue
-        if getattr(section_of(cfg, e), e.switch, True):
+        section = section_of(cfg, e)
+        if all(getattr(section, switch, True) for switch in e.switches):
             out.append(e)
     return out
 
@@ -210,7 +217,7 @@ def reason_owners(cfg: Any) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def document_resources(cfg: Any) -> list[tuple[str, Resources]]:
-    """(section, resources) of every enabled per-document stage, in order: the stage's own
+    """(entry path, resources) of every enabled per-document stage, in order: the stage's own
     declaration, with what its section's `resources:` sets on top."""
     out = []
     for e in enabled_entries(cfg, "document"):
@@ -219,5 +226,5 @@ def document_resources(cfg: Any) -> list[tuple[str, Resources]]:
         override = getattr(section, "resources", None)
         if override is not None:
             res = dataclasses.replace(res, **override.model_dump(exclude_none=True))
-        out.append((e.section, res))
+        out.append((e.path, res))
     return out

@@ -104,7 +104,7 @@ class StageGroup:
     def __init__(self, cfg: Config, sections: list[str], docs_dir: str | None, run_schema: pa.Schema) -> None:
         from curate.pipeline import registry
 
-        entries = {e.section: e for e in registry.ENTRIES if e.kind == "document"}  # a global entry may share a section
+        entries = {e.path: e for e in registry.ENTRIES}
         self.stages: list[Stage] = [entries[s].load()(registry.section_of(cfg, entries[s])) for s in sections]
         self.docs_dir = Path(docs_dir) if docs_dir is not None else None
         self.schema = run_schema

@@ -287,6 +287,7 @@ class WarcReader:
             return
         row[schema.CHARSET] = header_charset(content_type)
         row[schema.RAW_HTML] = payload
+        row[schema.PAYLOAD_DIGEST] = rec.headers.get_header("WARC-Payload-Digest")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import filters_corpus  # noqa: E402
 
 def test_default_order_and_distinct_namespaces():
     stages = registry.build_stages(FiltersConfig(), group="filters")
-    assert [s.name for s in stages] == ["url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
+    assert [s.name for s in stages] == ["url", "language_prefilter", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
     namespaces = [ns for s in stages for ns in s.reason_namespaces]
     assert len(namespaces) == len(set(namespaces))
 

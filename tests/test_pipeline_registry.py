@@ -24,7 +24,11 @@ def _cfg(tmp: Path | str = "out", inputs: list[str] | None = None, **sections) -
 def test_the_registry_is_the_pipeline_order_and_the_config_sections():
     cfg = _cfg()
     assert [s.name for s in registry.build_stages(cfg)] == [
-        "extract", "url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
+        "url", "language_prefilter", "extract", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
+    # the language pre-filter is a switch of filters.language, not a section of its own
+    off = _cfg(filters={"language": {"prefilter": False}})
+    assert "language_prefilter" not in [s.name for s in registry.build_stages(off)]
+    assert "language_prefilter" not in [s.name for s in registry.build_stages(_cfg(filters={"language": {"enabled": False}}))]
     assert [s.name for s in registry.build_stages(cfg, "global")] == ["dedup_exact", "dedup_minhash", "dedup_paragraph",
                                                                       "dedup_earlier"]
     # every registered section is a config section, and an unknown key in one names its path
@@ -40,7 +44,7 @@ def test_drop_reasons_have_exactly_one_owner():
     owners = registry.reason_owners(_cfg())
     namespaces = [ns for _, nss in owners for ns in nss]
     for reason, stage in [("lang:fr", "language"), ("dup:minhash", "dedup_minhash"), ("dup:exact", "dedup_exact"),
-                          ("dup:url", "dedup_exact"), ("error:extract_timeout", "extract"),
+                          ("dup:url", "dedup_exact"), ("error:extract_timeout", "extract"), ("lang_prefilter:fr", "language_prefilter"),
                           ("error:gopher_quality:ValueError", "gopher_quality"), ("extract:empty", "extract")]:
         assert [name for name, nss in owners if registry.owns(nss, reason)] == [stage], reason
     assert len(namespaces) == len(set(namespaces))
@@ -102,7 +106,7 @@ def test_an_earlier_pool_hands_its_stage_reports_on_with_the_rows(shared_data, t
     reports = [json.loads(pq.read_schema(p).metadata[PART_STATS_KEY]) for p in parts]
     assert sum(pq.ParquetFile(p).metadata.num_rows for p in parts) == raw.num_rows
     seen = {stage for r in reports for stage in r["seconds"]}
-    assert seen == {"extract", "url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"}
+    assert seen == {"url", "language_prefilter", "extract", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"}
     # drops counted where they happened equal the drop reasons the rows carry
     rows = pa.concat_tables([pq.read_table(p) for p in parts])
     counted = sum(n for r in reports for d in r["dropped"].values() for n in d.values())
