@@ -10,7 +10,6 @@ or a crawl on a cluster. Same rows give byte-identical shards however the files 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import uuid
@@ -97,36 +96,34 @@ def distinct_id(doc_id: str, warc_path: str, warc_offset: int) -> str:
 def _repeated_ids(files: Sequence[str], keys: pa.Table) -> dict[int, str]:
     """Sorted-key position -> new id for each row whose id an earlier row (in output order) holds
     for a different page: two inputs with different pages under one WARC-Record-ID. The same
-    record read through two inputs (same URL and text; dedup has marked its copies) keeps its
-    id, and so does a copy without text (cut short or dropped before extraction) of that URL."""
+    record read through two inputs (same URL and fetch time: one capture, whatever later stages did
+    to each copy's text) keeps its id."""
     ids = keys.column(schema.ID)
     counts = pc.value_counts(ids)
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
     if len(repeated) == 0:
         return {}
     positions = np.flatnonzero(pc.is_in(ids, value_set=repeated).to_numpy(zero_copy_only=False))
-    content = _contents(files, keys, positions)
-    first: dict[str, tuple[str | None, bytes | None]] = {}
+    capture = _captures(files, keys, positions)
+    first: dict[str, tuple] = {}
     renamed = {}
     paths, offsets = keys.column(schema.WARC_PATH), keys.column(schema.WARC_OFFSET)
     for i in positions.tolist():  # in output order, so the first holder keeps its id
         doc_id = ids[i].as_py()
-        url, text = first.setdefault(doc_id, content[i])
-        if content[i][0] != url or None not in (text, content[i][1]) and content[i][1] != text:
+        if first.setdefault(doc_id, capture[i]) != capture[i]:
             renamed[i] = distinct_id(doc_id, paths[i].as_py(), offsets[i].as_py())
     return renamed
 
 
-def _contents(files: Sequence[str], keys: pa.Table, positions: np.ndarray) -> dict[int, tuple[str | None, bytes | None]]:
-    """(url, hash of the text or None) of the few rows at `positions`."""
+def _captures(files: Sequence[str], keys: pa.Table, positions: np.ndarray) -> dict[int, tuple]:
+    """(url, fetch time) of the few rows at `positions`: what tells one capture from another."""
     file_idx, rows = keys.column("_file").to_numpy()[positions], keys.column("_row").to_numpy()[positions]
-    out: dict[int, tuple[str | None, bytes | None]] = {}
+    out: dict[int, tuple] = {}
     for f in np.unique(file_idx):
         sel = file_idx == f
-        cols = pq.read_table(files[int(f)], columns=[schema.URL, schema.TEXT])
+        cols = pq.read_table(files[int(f)], columns=[schema.URL, schema.FETCH_TIME])
         for pos, row in zip(positions[sel].tolist(), cols.take(pa.array(rows[sel])).to_pylist()):
-            text = row[schema.TEXT]
-            out[pos] = (row[schema.URL], hashlib.sha1(text.encode()).digest() if text is not None else None)
+            out[pos] = (row[schema.URL], row[schema.FETCH_TIME])
     return out
 
 
