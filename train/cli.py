@@ -23,16 +23,24 @@ def add_subcommands(subparsers) -> None:
     g.set_defaults(func=generate_command)
 
 
-def train_command(args: argparse.Namespace) -> int:
+def load_train_config(path: str, why: str = ""):
+    """The run config of a command that trains, or None once it printed why it cannot (exit 2)."""
     from curate.config import ConfigError, load_config
 
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(path)
     except ConfigError as err:
         print(err, file=sys.stderr)
-        return 2
+        return None
     if cfg.train is None:
-        print(f"{args.config}: no `train:` section", file=sys.stderr)
+        print(f"{path}: no `train:` section{why}", file=sys.stderr)
+        return None
+    return cfg
+
+
+def train_command(args: argparse.Namespace) -> int:
+    cfg = load_train_config(args.config)
+    if cfg is None:
         return 2
     from curate.train import run_training
 

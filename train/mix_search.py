@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -237,15 +236,10 @@ def add_subcommands(subparsers) -> None:
 
 def search_command(args: argparse.Namespace) -> int:
     from curate import session
-    from curate.config import ConfigError, load_config
+    from curate.train.cli import load_train_config
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 2
-    if cfg.train is None:
-        print(f"{args.config}: no `train:` section (mix search reads train.eval.paths)", file=sys.stderr)
+    cfg = load_train_config(args.config, " (mix search reads train.eval.paths)")
+    if cfg is None:
         return 2
     sess = session.start(cfg.ray)
     print(sess.banner())
