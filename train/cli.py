@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from curate.config import Config
 
 
 def add_subcommands(subparsers) -> None:
@@ -23,7 +27,7 @@ def add_subcommands(subparsers) -> None:
     g.set_defaults(func=generate_command)
 
 
-def load_train_config(path: str, why: str = ""):
+def load_train_config(path: str, why: str = "") -> Config | None:
     """The run config of a command that trains, or None once it printed why it cannot (exit 2)."""
     from curate.config import ConfigError, load_config
 
