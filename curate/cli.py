@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from curate import __version__
 
@@ -69,6 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from curate.pipeline.runner import Runner
     from curate.pipeline.sources import InputError
+    from curate.pipeline.storage import join
 
     # Our own progress lines say what a user needs; Ray Data's per-operator bars (and its INFO
     # log of every execution plan) live in the dashboard instead of cluttering the terminal.
@@ -81,8 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[red]{err}[/red]")
         return 2
     _print_funnel(console, result.stats)
-    console.print(f"{result.manifest['rows']:,} documents in {len(result.manifest['shards'])} shards: {result.output / 'shards'}")
-    console.print(f"report: {result.output / 'report.md'}, funnel plot: {result.output / 'funnel.png'}")
+    console.print(f"{result.manifest['rows']:,} documents in {len(result.manifest['shards'])} shards: {join(result.output, 'shards')}")
+    console.print(f"report: {join(result.output, 'report.md')}, funnel plot: {join(result.output, 'funnel.png')}")
     if cfg.train is not None and not args.no_train:
         from curate.train import run_training
 
@@ -92,7 +91,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    stats = json.loads((Path(args.output) / "stats.json").read_text())
+    from curate.pipeline.storage import Storage, join
+
+    # No config here: an object store is reached through its client's usual chain (env, profile,
+    # role; AWS_ENDPOINT_URL for an S3-compatible one).
+    stats = Storage().read_json(join(args.output, "stats.json"))
     _print_funnel(_console(), stats)
     return 0
 
@@ -108,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-train", action="store_true", help="skip the train: section")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("stats", help="print the funnel of a finished run")
-    s.add_argument("output", help="the run's output folder")
+    s.add_argument("output", help="the run's output folder or URL (s3://...)")
     s.set_defaults(func=cmd_stats)
     try:
         from curate.train.cli import add_subcommands

@@ -10,8 +10,6 @@ or a crawl on a cluster. Same rows give byte-identical shards however the files 
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate import schema
+from curate.pipeline.storage import LOCAL, Storage, basename, join
 
 # Words and punctuation marks: a tokenizer-free token count, close to a GPT-2 pre-tokenizer's.
 TOKEN_PATTERN = r"\w+|[^\w\s]"
@@ -35,12 +34,10 @@ def count_tokens(texts: pa.ChunkedArray | pa.Array) -> list[int]:
     return pc.count_substring_regex(pc.fill_null(texts, ""), TOKEN_PATTERN).to_pylist()
 
 
-def write_table_atomic(table: pa.Table, path: Path, compression: str) -> None:
-    """Write to a hidden temp name and rename: readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression=None if compression == "none" else compression,
-                   row_group_size=_ROW_GROUP_ROWS)
-    os.replace(tmp, path)
+def write_table_atomic(table: pa.Table, path: Path | str, compression: str, storage: Storage = LOCAL) -> None:
+    """Readers never see a half-written file (see `Storage.write_parquet`)."""
+    storage.write_parquet(table, str(path), compression=None if compression == "none" else compression,
+                          row_group_size=_ROW_GROUP_ROWS)
 
 
 @dataclass
@@ -56,6 +53,7 @@ class ShardSpec:
     sources: list[tuple[str, np.ndarray]] = field(default_factory=list)
     # ...and `order` puts them into output order.
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    storage: Storage = LOCAL  # where the sources are read and the shard is written
 
 
 @dataclass
@@ -66,10 +64,10 @@ class ShardPlan:
     rows: int
 
 
-def _read_keys(files: Sequence[str]) -> pa.Table:
+def _read_keys(files: Sequence[str], storage: Storage = LOCAL) -> pa.Table:
     parts = []
     for i, f in enumerate(files):
-        t = pq.read_table(f, columns=[*SORT_KEYS, schema.DROP_REASON])
+        t = pq.read_table(storage.open(f), columns=[*SORT_KEYS, schema.DROP_REASON])
         n = t.num_rows
         parts.append(t.append_column("_file", pa.array(np.full(n, i, np.int32)))
                       .append_column("_row", pa.array(np.arange(n, dtype=np.int64))))
@@ -79,13 +77,13 @@ def _read_keys(files: Sequence[str]) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder: Path, prefix: str,
-           rows_per_shard: int, compression: str, blank_text: bool, columns: pa.Schema) -> list[ShardSpec]:
+def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder: str, prefix: str,
+           rows_per_shard: int, compression: str, blank_text: bool, columns: pa.Schema, storage: Storage) -> list[ShardSpec]:
     specs = []
     for k, lo in enumerate(range(0, file_idx.size, rows_per_shard)):
         f, r = file_idx[lo:lo + rows_per_shard], rows[lo:lo + rows_per_shard]
         by_file = np.argsort(f, kind="stable")  # rows of one file together, still in output order
-        spec = ShardSpec(str(folder), f"{prefix}-{k:05d}.parquet", compression, blank_text, columns)
+        spec = ShardSpec(str(folder), f"{prefix}-{k:05d}.parquet", compression, blank_text, columns, storage=storage)
         uniq, starts = np.unique(f[by_file], return_index=True)
         ends = np.append(starts[1:], f.size)
         spec.sources = [(files[u], r[by_file[s:e]]) for u, s, e in zip(uniq, starts, ends)]
@@ -95,27 +93,28 @@ def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder:
     return specs
 
 
-def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compression: str, rejected_text: bool,
-                columns: pa.Schema = schema.DOC_SCHEMA) -> ShardPlan:
+def plan_shards(files: Sequence[str], out: Path | str, rows_per_shard: int, compression: str, rejected_text: bool,
+                columns: pa.Schema = schema.DOC_SCHEMA, storage: Storage = LOCAL) -> ShardPlan:
     """Read the sort keys of every row and cut the kept and rejected rows into shard specs."""
-    keys = _read_keys(files)
+    keys = _read_keys(files, storage)
     keys = keys.take(pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in SORT_KEYS]))
     reason = keys.column(schema.DROP_REASON)
     reasons = Counter({r["values"]: r["counts"] for r in pc.value_counts(reason).to_pylist()})
     kept = pc.is_null(reason).to_numpy(zero_copy_only=False)
     file_idx, rows = keys.column("_file").to_numpy(), keys.column("_row").to_numpy()
     return ShardPlan(
-        kept=_specs(files, file_idx[kept], rows[kept], out / "shards", "shard", rows_per_shard, compression, False, columns),
-        rejected=_specs(files, file_idx[~kept], rows[~kept], out / "rejected", "rejected", rows_per_shard, compression,
-                        not rejected_text, columns),
+        kept=_specs(files, file_idx[kept], rows[kept], join(out, "shards"), "shard", rows_per_shard, compression, False, columns,
+                    storage),
+        rejected=_specs(files, file_idx[~kept], rows[~kept], join(out, "rejected"), "rejected", rows_per_shard, compression,
+                        not rejected_text, columns, storage),
         reasons=reasons,
         rows=keys.num_rows,
     )
 
 
-def _read_rows(path: str, rows: np.ndarray, columns: pa.Schema) -> pa.Table:
+def _read_rows(path: str, rows: np.ndarray, columns: pa.Schema, storage: Storage = LOCAL) -> pa.Table:
     """`rows` of one Parquet file, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(storage.open(path))  # the file closes with `pf`
     md = pf.metadata
     bounds = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
     first = int(np.searchsorted(bounds, rows.min(), side="right") - 1)
@@ -126,21 +125,21 @@ def _read_rows(path: str, rows: np.ndarray, columns: pa.Schema) -> pa.Table:
 
 def write_shard(spec: ShardSpec) -> dict:
     """Build and write one shard; returns its manifest entry plus kept tokens per domain."""
-    parts = [_read_rows(path, rows, spec.columns) for path, rows in spec.sources]
+    parts = [_read_rows(path, rows, spec.columns, spec.storage) for path, rows in spec.sources]
     table = pa.concat_tables(parts).take(pa.array(spec.order)) if parts else schema.empty(spec.columns)
     tokens = count_tokens(table.column(schema.TEXT))
     if spec.blank_text:
         table = schema.set_column(table, schema.TEXT, pa.nulls(table.num_rows, pa.large_string()))
-    path = Path(spec.folder) / spec.name
-    write_table_atomic(table.combine_chunks(), path, spec.compression)
+    path = join(spec.folder, spec.name)
+    write_table_atomic(table.combine_chunks(), path, spec.compression, spec.storage)
     domains: Counter = Counter()
     for dom, t in zip(table.column(schema.DOMAIN).to_pylist(), tokens):
         domains[dom or "<none>"] += t
     return {
-        "path": f"{Path(spec.folder).name}/{spec.name}",
+        "path": f"{basename(spec.folder)}/{spec.name}",
         "rows": table.num_rows,
         "tokens": int(sum(tokens)),
-        "bytes": path.stat().st_size,
+        "bytes": spec.storage.size(path),
         "domain_tokens": dict(domains),
     }
 

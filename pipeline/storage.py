@@ -105,6 +105,12 @@ class Storage:
         fs, path = self.fs(url)
         return PyFileSystem(FSSpecHandler(fs)), path
 
+    def arrow_paths(self, urls: list[str]) -> tuple[pyarrow.fs.FileSystem | None, list[str]]:
+        """One filesystem and the paths inside it for files of one store (Ray Data's readers)."""
+        if not urls:
+            return None, []
+        return self.arrow_filesystem(urls[0])[0], [self.fs(u)[1] for u in urls]
+
     def _url(self, fs: fsspec.AbstractFileSystem, url: str, path: str) -> str:
         return path if is_local(url) else fs.unstrip_protocol(path)
 
