@@ -54,6 +54,7 @@ def run_datatrove(docs: list[dict]) -> tuple[float, set[str]]:
 
 def run_curate(docs: list[dict]) -> tuple[float, set[str]]:
     cfg = FiltersConfig()
+    cfg.language.backend = "fasttext"  # the same lid.176 datatrove's LanguageFilter uses
     cfg.url.enabled = False
     cfg.pii.enabled = False
     stages = registry.build_stages(cfg, group="filters")

