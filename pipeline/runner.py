@@ -107,6 +107,7 @@ class StageGroup:
         self.compression = cfg.output.compression
         self._prev: dict[str, dict[str, float]] = {}
         self.worker = f"{os.uname().nodename}:{os.getpid()}"  # which actor made a part (for load balance)
+        self.node = _ray_node_id()  # and on which node of a cluster (hosts may share a name)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         paths = batch.column(schema.WARC_PATH)
@@ -125,6 +126,7 @@ class StageGroup:
                 report["dropped"][stage.name] = _new_drops(stage, before, part)
             report["counters"] = self._counter_deltas()
             report["worker"] = self.worker
+            report["node"] = self.node
             report["workers"] = {stage.name: self.worker for stage in self.stages}
             report = merge_reports([*handed_on.get(uri, []), report])
             if self.docs_dir is None:
@@ -146,6 +148,12 @@ class StageGroup:
                 deltas[stage.name] = d
             self._prev[stage.name] = now
         return deltas
+
+
+def _ray_node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 # Stage reports of an earlier group ride along with the rows: one row per input carries them.
@@ -192,7 +200,7 @@ def merge_reports(reports: list[dict]) -> dict:
         stats.add(r)
         workers.update(r.get("workers", {}))
     # `worker`: the actor that wrote the part; `workers`: the actor each stage ran in.
-    return {**stats.snapshot(), "worker": reports[-1].get("worker"), "workers": workers}
+    return {**stats.snapshot(), "worker": reports[-1].get("worker"), "node": reports[-1].get("node"), "workers": workers}
 
 
 def plan_pools(stages: list[tuple[str, Resources]], num_cpus: float, num_gpus: float) -> list[tuple[list[str], Resources, int]]:
@@ -230,6 +238,8 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
 PART_STATS_KEY = b"curate.stage_stats"
 # Largest block handed from reading to extraction (a reader batch is ~64 pages, a few MiB).
 READ_BLOCK_BYTES = 8 << 20
+# How long a pool's actors may take to start (load their models) before the run fails.
+ACTOR_START_TIMEOUT_S = 600
 
 
 def write_part(part: pa.Table, folder: Path | str, compression: str, report: dict, run_schema: pa.Schema = schema.DOC_SCHEMA,
@@ -347,6 +357,9 @@ class Runner:
         # Small blocks keep each reader batch its own block, so one file spreads over every actor.
         # The setting is this dataset's own context (its maps share it), not the process-wide one.
         ds.context.target_max_block_size = READ_BLOCK_BYTES
+        # Every actor of a fixed pool is up before the first batch is handed out: otherwise the
+        # actor that starts first (on a cluster, often on one node) takes the whole of a small run.
+        ds.context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
         ds = ds.map_batches(
             ReadWarcs,
             fn_constructor_kwargs={"cfg": self.cfg, "read_dir": self.read_dir, "storage": self.storage},
