@@ -112,8 +112,9 @@ def test_credentials_ship_from_the_driver_env_but_never_show_in_a_repr(s3_endpoi
 # -- a whole run ---------------------------------------------------------------------------------
 
 
-def _config(tmp: Path, shared_data: Path, output: str, endpoint: str | None):
-    """examples/sample.yaml (filters, exact and MinHash dedup) on three small real WARCs."""
+def _config_file(tmp: Path, shared_data: Path, output: str, endpoint: str | None, batch: int | None = None) -> Path:
+    """examples/sample.yaml (filters, exact and MinHash dedup) on three small real WARCs (39
+    documents); `batch`: documents per block and batch, else the defaults (one per input)."""
     raw = yaml.safe_load((REPO / "examples" / "sample.yaml").read_text())
     raw.pop("train", None)
     raw["input"]["paths"] = [str(shared_data / "warc" / "dolma-wget" / "sample-0000.warc.gz"),
@@ -121,9 +122,16 @@ def _config(tmp: Path, shared_data: Path, output: str, endpoint: str | None):
     raw["output"]["path"] = output
     if endpoint is not None:
         raw["storage"] = {"endpoint_url": endpoint}
+    if batch is not None:
+        raw["read"] = {"records_per_batch": batch}
+        raw["ray"]["batch_size"] = batch
     path = tmp / f"run-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(raw))
-    return load_config(path)
+    return path
+
+
+def _config(tmp: Path, shared_data: Path, output: str, endpoint: str | None):
+    return load_config(_config_file(tmp, shared_data, output, endpoint))
 
 
 def _shards(storage: Storage, out: str) -> dict[str, bytes]:
@@ -131,9 +139,16 @@ def _shards(storage: Storage, out: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def local_and_s3_runs(ray_session, shared_data, s3_endpoint, tmp_path_factory):
+def local_run(ray_session, shared_data, tmp_path_factory):
+    """The reference: the run on one node, output on local disk."""
+    tmp = tmp_path_factory.mktemp("storage-local")
+    return Runner(_config(tmp, shared_data, str(tmp / "local-out"), None)).run(num_cpus=2)
+
+
+@pytest.fixture(scope="module")
+def local_and_s3_runs(ray_session, shared_data, s3_endpoint, local_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("storage-run")
-    local = Runner(_config(tmp, shared_data, str(tmp / "local-out"), None)).run(num_cpus=2)
+    local = local_run
     out = f"s3://{BUCKET}/out"
     cwd = os.getcwd()
     os.chdir(tmp)  # a relative local folder named like the URL would land here
@@ -186,3 +201,101 @@ def test_a_resumed_run_on_s3_redoes_only_the_input_whose_marker_is_gone(local_an
     # The other inputs' part files are the very same objects; the shards equal the local run's.
     assert {p for p in storage.glob(join(out, "work", "docs", "*", "part-*.parquet")) if f"/docs/{key}/" not in p} == others
     assert _shards(storage, out) == _shards(Storage(), str(local.output))
+
+
+# -- several nodes ----------------------------------------------------------------------------
+
+_DRIVER = """
+import sys, time
+import ray
+from curate import session
+from curate.config import load_config
+from curate.pipeline.runner import Runner
+
+cfg = load_config(sys.argv[1])
+session.start(cfg.ray)  # joins RAY_ADDRESS
+deadline = time.monotonic() + 120
+while ray.cluster_resources().get("CPU", 0) < 2:  # both worker nodes joined
+    if time.monotonic() > deadline:
+        sys.exit("the worker nodes never joined")
+    time.sleep(0.5)
+Runner(cfg).run(num_cpus=int(ray.cluster_resources()["CPU"]))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, timeout_s: float = 120) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_run_on_a_three_node_cluster_writes_the_same_shards_as_one_node(local_run, shared_data, s3_endpoint, tmp_path):
+    """A head (no CPUs) and two 1-CPU worker nodes, each a `ray start` with its own temp dir,
+    output to the S3 server: the shards equal the one-node run's, and the part files were
+    written on both worker nodes."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from curate.pipeline.runner import PART_STATS_KEY
+
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--node-ip-address=127.0.0.1",
+               "--disable-usage-stats", "--include-log-monitor=false", "--object-store-memory=100000000"]
+    # The nodes get no AWS credentials: the driver ships its own through the run's storage options.
+    node_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))}
+    node_env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    head_port = _free_port()
+    # Short private temp dirs: Ray's socket paths must stay under the 107-byte limit.
+    temp_dirs = [tempfile.mkdtemp(prefix="rn", dir="/tmp") for _ in range(3)]
+    nodes = [subprocess.Popen([*ray_cli, "--head", f"--port={head_port}", "--num-cpus=0", "--include-dashboard=false",
+                               f"--ray-client-server-port={_free_port()}", f"--dashboard-port={_free_port()}",
+                               f"--dashboard-agent-listen-port={_free_port()}",
+                               f"--temp-dir={temp_dirs[0]}"], env=node_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        _wait_for_port(head_port)  # the head's GCS must listen before the workers join
+        for temp_dir in temp_dirs[1:]:
+            nodes.append(subprocess.Popen([*ray_cli, f"--address=127.0.0.1:{head_port}", "--num-cpus=1",
+                                           f"--dashboard-agent-listen-port={_free_port()}", f"--temp-dir={temp_dir}"],
+                                          env=node_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        out = f"s3://{BUCKET}/multi-node"
+        # Small batches, so that the 39 documents are work for more than one actor.
+        config_path = _config_file(tmp_path, shared_data, out, s3_endpoint, batch=4)
+        driver = subprocess.run([sys.executable, "-c", _DRIVER, str(config_path)], cwd=tmp_path, capture_output=True, text=True,
+                                env={**node_env, "RAY_ADDRESS": f"127.0.0.1:{head_port}", "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                                     "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                                     # Ray resolves 127.0.0.1 to the host's address unless told the
+                                     # cluster is local; the nodes registered as 127.0.0.1.
+                                     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, timeout=600)
+        assert driver.returncode == 0, driver.stderr[-3000:]
+    finally:
+        for node in reversed(nodes):  # `ray start --block` stops its node's processes on SIGTERM
+            node.terminate()
+        for node in nodes:
+            node.wait(timeout=60)
+    storage = Storage({"endpoint_url": s3_endpoint, "key": ACCESS_KEY, "secret": SECRET_KEY})
+    assert _shards(storage, out) == _shards(Storage(), str(local_run.output))
+    parts = storage.glob(join(out, "work", "docs", "*", "part-*.parquet"))
+    nodes_of_parts = {json.loads(pq.read_schema(storage.open(p)).metadata[PART_STATS_KEY])["node"] for p in parts}
+    assert len(nodes_of_parts) == 2 and None not in nodes_of_parts
+    assert not any(p.name.startswith(("s3:", BUCKET)) for p in tmp_path.rglob("*"))
