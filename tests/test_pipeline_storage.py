@@ -187,6 +187,15 @@ def test_the_credentials_never_reach_the_output(local_and_s3_runs):
         assert SECRET_KEY.encode() not in data and ACCESS_KEY.encode() not in data, path
 
 
+def test_curate_stats_reads_the_funnel_of_a_run_on_s3(local_and_s3_runs, s3_endpoint, monkeypatch, capsys):
+    from curate.cli import main
+
+    _, cfg, _, remote, _ = local_and_s3_runs
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # no config here: the client's own chain
+    assert main(["stats", cfg.output.path]) == 0
+    assert f"{remote.stats['read']:,} read -> {remote.stats['kept']:,} kept" in capsys.readouterr().out
+
+
 def test_a_resumed_run_on_s3_redoes_only_the_input_whose_marker_is_gone(local_and_s3_runs):
     _, cfg, local, _, storage = local_and_s3_runs
     out = cfg.output.path
