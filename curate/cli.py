@@ -1,4 +1,5 @@
-"""`curate run CONFIG`, `curate stats OUTPUT`, `curate train CONFIG`, `curate generate MODEL_DIR`."""
+"""`curate run CONFIG`, `curate stats OUTPUT`, `curate train CONFIG`, `curate generate MODEL_DIR`,
+`curate classifier ...`."""
 
 from __future__ import annotations
 
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="print the funnel of a finished run")
     s.add_argument("output", help="the run's output folder or URL (s3://...)")
     s.set_defaults(func=cmd_stats)
+    from curate.classifiers.cli import add_subcommands as add_classifier_subcommands
+
+    add_classifier_subcommands(sub)
     try:
         from curate.train.cli import add_subcommands
     except ImportError:  # pragma: no cover -- torch missing in a slim install

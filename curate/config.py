@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, create_model, field_validator
@@ -18,6 +18,8 @@ from curate.config_base import StrictModel
 from curate.pipeline import registry
 from curate.pipeline.config import ExtractConfig
 from curate.train.config import TrainConfig
+
+M = TypeVar("M", bound=StrictModel)
 
 # The stage sections, built from the registry (one field per registered stage).
 FiltersConfig = registry.group_model("filters")
@@ -144,7 +146,8 @@ class RunSettings(StrictModel):
 
 Config = create_model("Config", __base__=RunSettings, __doc__="A whole run: one YAML file.", **registry.top_level_fields())
 # Sections that are plain models here, re-exported for the code that names them.
-__all__ = ["ClassifiersConfig", "Config", "DedupConfig", "ExtractConfig", "FiltersConfig", "load_config", "parse_config"]
+__all__ = ["ClassifiersConfig", "Config", "DedupConfig", "ExtractConfig", "FiltersConfig", "load_config", "parse_config",
+           "read_yaml_mapping", "validate_section"]
 
 
 class ConfigError(ValueError):
@@ -166,14 +169,16 @@ def _format(err: ValidationError) -> str:
     return "invalid config:\n" + "\n".join(lines)
 
 
-def parse_config(data: dict) -> Config:
+def validate_section(model: type[M], data: dict) -> M:
+    """`data` as `model`; a ConfigError naming every bad field otherwise."""
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format(err)) from None
 
 
-def load_config(path: str | Path) -> Config:
+def read_yaml_mapping(path: str | Path, sections: str = "input, output, ...") -> dict:
+    """The mapping a YAML config file holds; a ConfigError if it is missing or not a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -182,5 +187,13 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (input, output, ...), got {type(data).__name__}")
-    return parse_config(data)
+        raise ConfigError(f"{path}: expected a mapping of sections ({sections}), got {type(data).__name__}")
+    return data
+
+
+def parse_config(data: dict) -> Config:
+    return validate_section(Config, data)
+
+
+def load_config(path: str | Path) -> Config:
+    return parse_config(read_yaml_mapping(path))

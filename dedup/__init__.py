@@ -1,2 +1,3 @@
-"""Global deduplication: exact and MinHash LSH, over the whole run through Ray's shuffle.
-The stages are registered in `curate.pipeline.registry`."""
+"""Global deduplication over the whole run through keyed layers of Ray tasks: exact and MinHash
+LSH (`stages`), paragraph / line (`paragraph`), semantic (`semantic`), and against earlier runs
+(`earlier`). The stages are registered in `curate.pipeline.registry`."""

@@ -12,7 +12,6 @@ never rows, edges or signatures.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from curate.dedup.text import fmix64
+from curate.dedup.text import fmix64, hash_strings
 
 PART = "_part"
 # An output spec per function output: an int n splits the table by its `_part` column into n
@@ -29,15 +28,9 @@ PART = "_part"
 Spec = tuple[int | None, ...]
 
 
-def digest_strings(values: pa.Array | pa.ChunkedArray, nbytes: int = 16) -> list[bytes | None]:
-    """blake2b digests, one per string: collision-safe keys for exact matching (one call per document)."""
-    return [None if v is None else hashlib.blake2b(v.encode(), digest_size=nbytes).digest() for v in values.to_pylist()]
-
-
 def node_ids(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Stable int64 graph node per document key (first 8 bytes of its blake2b digest)."""
-    raw = b"".join(d if d is not None else b"\0" * 8 for d in digest_strings(keys, 8))
-    return np.frombuffer(raw, dtype=np.int64).copy()
+    """Stable int64 graph node per document key (a vectorized 64-bit hash of its bytes)."""
+    return hash_strings(keys).view(np.int64)
 
 
 def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:

@@ -25,10 +25,10 @@ from curate import schema
 from curate.dedup.config import ExactConfig, MinHashConfig
 from curate.dedup.minhash import SignatureBuilder, band_keys, sketch, sketch_jaccard
 from curate.dedup.shuffle import (
-    PART, Out, connected_components, digest_strings, edge_table, labels_of, local_components, node_ids,
+    PART, Out, connected_components, edge_table, labels_of, local_components, node_ids,
     partition_of, run_layer, survivor_order, wait_all,
 )
-from curate.dedup.text import hash_strings, normalize_text
+from curate.dedup.text import digest_strings, hash_strings, normalize_text
 from curate.pipeline.global_stage import GlobalContext, GlobalStage
 from curate.pipeline.storage import Storage
 
@@ -95,11 +95,19 @@ class _Units:
                          [(fn, lo, n, u, *args) for u, (_, lo, n) in enumerate(self.units)])
 
     def apply(self, updates: Out, reason: str) -> None:
-        """Write the updates (split by unit group) into their units' rows; the results become the units."""
+        """Write the updates (split by unit group) into their units' rows as duplicates with `reason`."""
+        self.rewrite(updates, _apply_updates, reason)
+
+    def rewrite(self, updates: Out, fn: Callable, *args: Any, extra: Out | None = None) -> Out:
+        """fn(rows of unit u, the updates of unit u, [extra piece u], *args) -> (new rows, counters)
+        once per unit; the new rows become the units. Returns the counters (one per unit)."""
         group = self.group_of()
-        out = run_layer(_apply_on_rows, [[[ref], updates.column(group[u])] for u, (ref, _, _) in enumerate(self.units)], (None,),
-                        [(u, lo, n, reason) for u, (_, lo, n) in enumerate(self.units)])
-        self.units = [(ref, 0, n) for ref, (_, _, n) in zip(out[0].pieces, self.units)]
+        inputs = [[[ref], updates.column(group[u]), [extra.pieces[u]] if extra is not None else []]
+                  for u, (ref, _, _) in enumerate(self.units)]
+        rows, counters = run_layer(_rewrite_rows, inputs, (None, None),
+                                   [(fn, u, lo, n, extra is not None, *args) for u, (_, lo, n) in enumerate(self.units)])
+        self.units = [(ref, 0, n) for ref, (_, _, n) in zip(rows.pieces, self.units)]
+        return counters
 
     def refs(self) -> list[ray.ObjectRef]:
         return [ref for ref, _, _ in self.units]
@@ -117,17 +125,18 @@ def _on_rows(block: pa.Table, fn: Callable, lo: int, n: int, *args: Any) -> Any:
     return fn(block.slice(lo, n), *args)
 
 
-def _apply_on_rows(block: pa.Table, updates: pa.Table | None, unit: int, lo: int, n: int, reason: str) -> pa.Table:
+def _rewrite_rows(block: pa.Table, updates: pa.Table | None, extra: Any, fn: Callable, unit: int, lo: int, n: int,
+                  has_extra: bool, *args: Any) -> tuple[pa.Table, dict[str, Any]]:
     if updates is not None:  # the updates of the unit's group: keep this unit's
         updates = updates.filter(pc.equal(updates.column("unit"), unit))
-    return _apply_updates(block.slice(lo, n), updates, reason)
+    return fn(block.slice(lo, n), updates, *([extra] if has_extra else []), *args)
 
 
-def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> pa.Table:
+def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> tuple[pa.Table, dict[str, Any]]:
     """Rows `updates.row` get `dup_of` (and drop reason `reason`) where it is set, and
     `minhash_cluster` where the updates carry a cluster. `docs` is a block of the run's schema."""
     if updates is None or updates.num_rows == 0:
-        return docs
+        return docs, {}
     pos = np.full(docs.num_rows, -1, np.int64)
     pos[updates.column("row").to_numpy()] = np.arange(updates.num_rows)
     take = pa.array(np.maximum(pos, 0), mask=pos < 0)
@@ -137,7 +146,7 @@ def _apply_updates(docs: pa.Table, updates: pa.Table | None, reason: str) -> pa.
     if "cluster" in updates.column_names:
         cluster = updates.column("cluster").take(take)
         docs = schema.set_column(docs, schema.MINHASH_CLUSTER, pc.coalesce(cluster, docs.column(schema.MINHASH_CLUSTER)))
-    return schema.mark_dropped(docs, pc.if_else(is_dup, pa.scalar(reason), pa.scalar(None, pa.string())))
+    return schema.mark_dropped(docs, pc.if_else(is_dup, pa.scalar(reason), pa.scalar(None, pa.string()))), {}
 
 
 def _address(docs: pa.Table, rows: np.ndarray, unit: int) -> dict[str, Any]:
@@ -184,12 +193,11 @@ def _exact_keys(docs: pa.Table, unit: int, kind: str, cfg: ExactConfig, num_part
     rows = np.flatnonzero(schema.active_mask(docs).to_numpy(zero_copy_only=False))
     column = docs.column(schema.URL if kind == "url" else schema.TEXT).take(pa.array(rows))
     values = normalize_url(column) if kind == "url" else normalize_text(column, cfg.lowercase, cfg.strip_punctuation, cfg.collapse_whitespace)
-    digests = digest_strings(values)
-    has = np.array([d is not None for d in digests], bool)
-    digests = [d for d in digests if d is not None]
+    has = pc.is_valid(values).to_numpy(zero_copy_only=False)
     rows = rows[has]
-    by = np.frombuffer(b"".join(d[:8] for d in digests), np.int64) if digests else np.zeros(0, np.int64)
-    return pa.table({"key": pa.array(digests, pa.binary()), **_address(docs, rows, unit), PART: partition_of(by, num_partitions)})
+    digests = digest_strings(values.filter(pa.array(has)))
+    key = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(rows), [None, pa.py_buffer(digests.tobytes())])
+    return pa.table({"key": key, **_address(docs, rows, unit), PART: partition_of(digests[:, 0].view(np.int64), num_partitions)})
 
 
 def _exact_resolve(keys: pa.Table | None, group_of_unit: np.ndarray) -> tuple[pa.Table, int]:
@@ -242,10 +250,9 @@ class ExactDedup(GlobalStage):
 # --- MinHash
 
 
-def _sign(docs: pa.Table, unit: int, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, pa.Table]:
-    """Band rows (key, node[, sketch]) partitioned by band key, and the address rows (node, id,
-    score, unit, row) partitioned by node, of the active documents that have shingles."""
-    docs = schema.conform(docs)
+def _signed(docs: pa.Table, cfg: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures, rows) of the active documents that have shingles, signed a few MiB of text at
+    a time (that bounds the shingle arrays)."""
     active = np.flatnonzero(schema.active_mask(docs).to_numpy(zero_copy_only=False))
     builder = SignatureBuilder(cfg.ngram, cfg.num_perm, cfg.seed)
     texts = docs.column(schema.TEXT).take(pa.array(active)).combine_chunks()
@@ -253,12 +260,19 @@ def _sign(docs: pa.Table, unit: int, cfg: MinHashConfig, num_partitions: int) ->
     cuts = np.searchsorted(np.cumsum(sizes), np.arange(_SIGN_BYTES, max(sizes.sum(), 1), _SIGN_BYTES), side="right")
     sigs, keep = [], []
     for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [active.size]])):
-        if hi > lo:  # a slice of the block at a time bounds the shingle arrays
+        if hi > lo:
             sig, has = builder(texts.slice(lo, hi - lo))
             sigs.append(sig[has])
             keep.append(active[lo:hi][has])
     sig = np.concatenate(sigs) if sigs else np.zeros((0, cfg.num_perm), np.uint32)
-    rows = np.concatenate(keep) if keep else np.zeros(0, np.int64)
+    return sig, np.concatenate(keep) if keep else np.zeros(0, np.int64)
+
+
+def _sign(docs: pa.Table, unit: int, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, pa.Table]:
+    """Band rows (key, node[, sketch]) partitioned by band key, and the address rows (node, id,
+    score, unit, row) partitioned by node, of the active documents that have shingles."""
+    docs = schema.conform(docs)
+    sig, rows = _signed(docs, cfg)
     node = node_ids(_record_keys(docs.take(pa.array(rows))))
     keys = band_keys(sig, cfg.num_bands, cfg.rows_per_band).reshape(-1)
     bands: dict[str, Any] = {"key": keys, "node": np.repeat(node, cfg.num_bands)}
@@ -285,10 +299,18 @@ def _sketches(col: pa.ChunkedArray | pa.Array, num_perm: int) -> np.ndarray:
     return buf[col.offset * num_perm : (col.offset + len(col)) * num_perm].reshape(len(col), num_perm)
 
 
+# Sketch comparisons per vectorized pass while verifying a partition's buckets (~112 bytes each).
+_VERIFY_PAIRS = 1 << 18
+
+
 def _buckets(bands: pa.Table | None, cfg: MinHashConfig, num_partitions: int) -> tuple[pa.Table, dict[str, int]]:
-    """Band buckets of one partition -> candidate pairs (each member with the bucket's smallest
-    node), kept if their sketches agree enough -> this partition's components, as star edges in
-    both directions partitioned for the first large-star."""
+    """Band buckets of one partition -> candidate pairs -> (verified) edges -> this partition's
+    components, as star edges in both directions partitioned for the first large-star.
+
+    Without verification every bucket is one clique, so each member is linked to the bucket's
+    smallest node. With it, each member is checked against every earlier member among the
+    bucket's first `verify_leaders` (all pairs of a bucket up to that size): a similar pair B-C
+    is found even when the smallest node is unlike both."""
     if bands is None or bands.num_rows == 0:
         e = np.zeros(0, np.int64)
         return edge_table(e, e, num_partitions), {"candidate_pairs": 0, "verified_pairs": 0}
@@ -296,16 +318,29 @@ def _buckets(bands: pa.Table | None, cfg: MinHashConfig, num_partitions: int) ->
     order = np.lexsort((nodes, keys))
     k, n = keys[order], nodes[order]
     new = np.concatenate([[True], k[1:] != k[:-1]])
-    anchor = np.maximum.accumulate(np.where(new, np.arange(k.size), 0))
-    member = ~new & (n != n[anchor])
-    candidates = int(member.sum())
-    if cfg.verify_jaccard is not None and candidates:
-        sk = _sketches(bands.column("sketch"), cfg.num_perm)
-        pos = np.flatnonzero(member)
-        similar = sketch_jaccard(sk[order[pos]], sk[order[anchor[pos]]]) >= cfg.verify_jaccard
-        member[pos[~similar]] = False
-    u, v = local_components(n[anchor[member]], n[member])
-    return edge_table(u, v, num_partitions, both=True), {"candidate_pairs": candidates, "verified_pairs": int(member.sum())}
+    start = np.maximum.accumulate(np.where(new, np.arange(k.size), 0))
+    if cfg.verify_jaccard is None:
+        member = ~new & (n != n[start])
+        u, v = local_components(n[start[member]], n[member])
+        return edge_table(u, v, num_partitions, both=True), {"candidate_pairs": int(member.sum()), "verified_pairs": int(member.sum())}
+    sk = _sketches(bands.column("sketch"), cfg.num_perm)
+    partners = np.minimum(np.arange(k.size) - start, cfg.verify_leaders)  # earlier members position q is checked against
+    cum = np.cumsum(partners)
+    cuts = np.searchsorted(cum, np.arange(_VERIFY_PAIRS, max(int(cum[-1]), 1), _VERIFY_PAIRS), side="left")
+    us, vs, candidates = [], [], 0
+    for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [k.size]])):
+        q = np.repeat(np.arange(lo, hi), partners[lo:hi])  # pairs (p, q): p from q's bucket start on
+        p = start[q] + np.arange(q.size) - np.repeat(cum[lo:hi] - partners[lo:hi] - (cum[lo - 1] if lo else 0), partners[lo:hi])
+        distinct = n[p] != n[q]
+        p, q = p[distinct], q[distinct]
+        candidates += p.size
+        similar = sketch_jaccard(sk[order[p]], sk[order[q]]) >= cfg.verify_jaccard
+        us.append(n[p[similar]])
+        vs.append(n[q[similar]])
+    u, v = np.concatenate(us), np.concatenate(vs)
+    verified = u.size
+    u, v = local_components(u, v)
+    return edge_table(u, v, num_partitions, both=True), {"candidate_pairs": candidates, "verified_pairs": verified}
 
 
 def _members(edges: pa.Table | None, info: pa.Table | None, num_partitions: int) -> pa.Table:

@@ -40,6 +40,8 @@ class GlobalContext:
     input_files: list[str] = field(default_factory=list)
     storage: Storage = LOCAL  # where `input_files` and `work_dir` are: open them through it
     stats: dict[str, Any] = field(default_factory=dict)  # the stage writes its own counters here
+    # The run's output folder, where a stage may leave what outlives the run (the dedup index).
+    run_dir: Path | None = None
 
 
 class GlobalStage(ABC):

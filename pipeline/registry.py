@@ -14,7 +14,13 @@ the whole run, in their order.
 - Gopher repetition and quality, C4 (rewrites lines), FineWeb;
 - `filters.pii` last of the filters, so it redacts only documents the rules kept;
 - model-based classifiers (`classifiers.*`) on the filtered, redacted text;
-- global: exact dedup before MinHash (cheap exact groups first; MinHash then sees one copy).
+- global: exact dedup before MinHash (cheap exact groups first; MinHash then sees one copy);
+  paragraph dedup after both, on the documents they kept: run first, it would cut a copy of a
+  page into the lines that differ from the original (a near copy would live on as a fragment,
+  and an exact copy would go without its survivor chosen by score); after them it only meets
+  lines shared by distinct pages (headers, footers, menus). Then semantic dedup (off by
+  default) on the cleaned texts, and the earlier-runs stage last, so the index it writes holds
+  what the run keeps.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, create_model
 
 from curate.config_base import StrictModel
-from curate.dedup.config import DedupSettings, ExactConfig, MinHashConfig
+from curate.dedup.config import DedupSettings, EarlierConfig, ExactConfig, MinHashConfig, ParagraphConfig, SemanticConfig
 from curate.filters.config import (
     C4Config,
     FineWebConfig,
@@ -80,6 +86,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("filters.pii", PiiConfig, "curate.filters.pii:PiiRedactor"),
     Entry("dedup.exact", ExactConfig, "curate.dedup.stages:ExactDedup", kind="global"),
     Entry("dedup.minhash", MinHashConfig, "curate.dedup.stages:MinHashDedup", kind="global"),
+    Entry("dedup.paragraph", ParagraphConfig, "curate.dedup.paragraph:ParagraphDedup", kind="global"),
+    Entry("dedup.semantic", SemanticConfig, "curate.dedup.semantic:SemanticDedup", kind="global"),
+    Entry("dedup.earlier", EarlierConfig, "curate.dedup.earlier:EarlierRunsDedup", kind="global"),
 )
 
 #: Groups of sections, with the settings they hold besides their stages' sections.

@@ -440,7 +440,8 @@ class Runner:
             self.storage.rmtree(tmp)
             self.storage.mkdir(join(tmp, "work"))
             ctx = GlobalContext(work_dir=join(tmp, "work"), num_cpus=num_cpus, input_files=list(current),
-                                rows_per_partition=self.cfg.dedup.rows_per_partition, schema=run_schema, storage=self.storage)
+                                rows_per_partition=self.cfg.dedup.rows_per_partition, schema=run_schema, storage=self.storage,
+                                run_dir=self.out)
             t0 = time.perf_counter()
             read_fs, read_paths = self.storage.arrow_paths(current)
             ds = (ray.data.read_parquet(read_paths, schema=run_schema, filesystem=read_fs) if current

@@ -15,9 +15,11 @@ import io
 import logging
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO
 
 import requests
@@ -27,6 +29,7 @@ from curate.config import COMMONCRAWL_HTTPS, CommonCrawlInput, LocalInput, Remot
 log = logging.getLogger(__name__)
 
 WARC_SUFFIXES = (".warc.gz", ".warc")
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class RetryPolicy:
     backoff_s: float = 1.0  # first wait; doubles each retry, with jitter
     timeout_s: float = 60.0
 
+    def delay(self, failures: int) -> float:
+        """Seconds to wait before the next attempt after `failures` failures in a row."""
+        return self.backoff_s * (2 ** (failures - 1)) * (1 + random.random() * 0.25)
+
     @classmethod
     def of(cls, cfg: LocalInput | UrlInput | CommonCrawlInput) -> RetryPolicy:
         """The input section's retry settings (local inputs have none: the defaults)."""
@@ -63,6 +70,11 @@ class InputError(ValueError):
 class TransferError(OSError):
     """A remote file could not be fetched to its end: retries ran out, or a dropped connection
     cannot be resumed. Counted per file as `warc:transfer_failed`, never raised out of a run."""
+
+
+class RangeIgnored(TransferError):
+    """A byte-range request was answered with something other than that range (a 200 with the
+    whole file, or a 206 starting elsewhere): the server does not serve ranges."""
 
 
 def resolve_inputs(cfg: LocalInput | UrlInput | CommonCrawlInput) -> list[InputFile]:
@@ -160,22 +172,32 @@ class RetryingHTTPStream(io.RawIOBase):
     reconnecting forever. A server that ignores Range (answers 200 instead of 206) after bytes
     were already consumed cannot be resumed safely: that is a `TransferError`, never a silent
     restart that would duplicate records.
+
+    `byte_range=(start, length)` reads exactly those bytes of the file (one WARC record by its
+    index offset and length): every request carries a closed Range, an answer that is not that
+    range raises `RangeIgnored` before its body is read, and a body that ends short is resumed
+    like a dropped connection. `throttle`, if given, is called before every request (a rate
+    limiter shared by all requests of a worker).
     """
 
     # Byte offsets must be those of the file itself: a server that gzips the response on the
     # fly would make Range offsets (of the encoded bytes) disagree with the bytes we counted.
     _HEADERS = {"Accept-Encoding": "identity"}
 
-    def __init__(self, url: str, policy: RetryPolicy, session: requests.Session | None = None) -> None:
+    def __init__(self, url: str, policy: RetryPolicy, session: requests.Session | None = None, *,
+                 byte_range: tuple[int, int] | None = None, throttle: Callable[[], object] | None = None) -> None:
         super().__init__()
         self.url = url
         self.policy = policy
+        self._range = byte_range
+        self._throttle = throttle
         self._session = session or requests.Session()
         self._pos = 0
         self._resp: requests.Response | None = None
         self._iter = None
         self._buf = b""
         self._eof = False
+        self.total_size: int | None = None  # the whole file's size, from Content-Range (ranged reads)
         self._failures = 0  # failures since the last byte arrived
         self.attempts = 0  # requests made, for tests and logs
         self._connect()
@@ -188,7 +210,7 @@ class RetryingHTTPStream(io.RawIOBase):
         self._failures += 1
         if self._failures > self.policy.retries:
             raise TransferError(f"{self.url}: gave up at byte {self._pos} after {self._failures} failed attempts: {err}")
-        delay = self.policy.backoff_s * (2 ** (self._failures - 1)) * (1 + random.random() * 0.25)
+        delay = self.policy.delay(self._failures)
         log.warning("retrying %s at byte %d in %.1fs (%s)", self.url, self._pos, delay, err)
         time.sleep(delay)
 
@@ -196,8 +218,13 @@ class RetryingHTTPStream(io.RawIOBase):
         while True:
             self.attempts += 1
             headers = dict(self._HEADERS)
-            if self._pos:
+            if self._range is not None:
+                start, length = self._range
+                headers["Range"] = f"bytes={start + self._pos}-{start + length - 1}"
+            elif self._pos:
                 headers["Range"] = f"bytes={self._pos}-"
+            if self._throttle is not None:
+                self._throttle()
             try:
                 resp = self._session.get(self.url, headers=headers, stream=True, timeout=self.policy.timeout_s)
             except requests.RequestException as err:
@@ -214,7 +241,9 @@ class RetryingHTTPStream(io.RawIOBase):
                 if resp.status_code == 404:
                     raise FileNotFoundError(f"{self.url}: HTTP 404")
                 raise OSError(f"{self.url}: HTTP {resp.status_code}")
-            if self._pos and resp.status_code != 206:
+            if self._range is not None:
+                self._check_range(resp)
+            elif self._pos and resp.status_code != 206:
                 resp.close()
                 raise TransferError(f"{self.url}: connection dropped at byte {self._pos} and the server does not support Range")
             self._resp = resp
@@ -226,6 +255,12 @@ class RetryingHTTPStream(io.RawIOBase):
             try:
                 self._buf = next(self._iter)  # type: ignore[arg-type]
             except StopIteration:
+                if self._range is not None and self._pos < self._range[1]:
+                    # The answer ended before the range did: fetch the rest like a dropped connection.
+                    self._close_resp()
+                    self._failed(EOFError(f"range ended at byte {self._pos} of {self._range[1]}"))
+                    self._connect()
+                    continue
                 self._eof = True
             except (requests.RequestException, ConnectionError, OSError) as err:
                 log.warning("%s: read failed at byte %d: %s", self.url, self._pos, err)
@@ -233,6 +268,9 @@ class RetryingHTTPStream(io.RawIOBase):
                 self._failed(err)
                 self._connect()
             else:
+                if self._range is not None:  # never more than the range, whatever the server sends
+                    self._buf = self._buf[: self._range[1] - self._pos]
+                    self._eof = len(self._buf) == self._range[1] - self._pos
                 if self._buf:
                     self._failures = 0
         if not self._buf:
@@ -242,6 +280,16 @@ class RetryingHTTPStream(io.RawIOBase):
         self._buf = self._buf[n:]
         self._pos += n
         return n
+
+    def _check_range(self, resp: requests.Response) -> None:
+        """Raise `RangeIgnored` unless `resp` is a 206 starting at the byte asked for."""
+        start = self._range[0] + self._pos  # type: ignore[index]
+        got = _CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", ""))
+        if resp.status_code != 206 or got is None or int(got.group(1)) != start:
+            resp.close()
+            raise RangeIgnored(f"{self.url}: asked for bytes from {start}, got HTTP {resp.status_code} "
+                               f"Content-Range {resp.headers.get('Content-Range')!r}")
+        self.total_size = int(got.group(3)) if got.group(3) != "*" else None
 
     def _close_resp(self) -> None:
         if self._resp is not None:

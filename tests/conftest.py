@@ -18,6 +18,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def cc_http_server():
+    """A Common-Crawl-shaped server on 127.0.0.1 (tests/cc_server.py), empty; tests fill it."""
+    from cc_server import serve
+
+    srv = serve()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for every test that needs it (~5 s and ~1 GB to start)."""

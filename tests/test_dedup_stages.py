@@ -25,6 +25,9 @@ from curate.config import DedupConfig
 from curate.pipeline.registry import build_stages
 from curate.dedup.shuffle import Out, connected_components, edge_table, labels_of, local_components, split_by_part
 from curate.dedup import stages
+from curate.dedup.earlier import EarlierRunsDedup
+from curate.dedup.paragraph import ParagraphDedup
+from curate.dedup.semantic import SemanticDedup
 from curate.dedup.stages import ExactDedup, MinHashDedup
 from curate.pipeline.global_stage import GlobalContext
 
@@ -109,7 +112,7 @@ def test_rejected_and_unrelated_rows_are_untouched(result):
 
 
 def test_stats_count_duplicates_clusters_and_seconds(result):
-    exact, fuzzy = result[1]
+    exact, fuzzy = result[1][:2]
     assert exact["duplicates_exact"] == 8
     assert fuzzy["duplicates_minhash"] == 10
     assert fuzzy["cluster_size_histogram"] == {"2": 10}
@@ -257,6 +260,56 @@ def test_config_is_strict_and_stages_come_in_order():
     with pytest.raises(ValidationError, match="bandz"):
         DedupConfig.model_validate({"minhash": {"bandz": 3}})
     stages = build_stages(DedupConfig(), "global", group="dedup")
-    assert [type(s) for s in stages] == [ExactDedup, MinHashDedup]
-    assert build_stages(DedupConfig.model_validate({"exact": {"enabled": False}, "minhash": {"enabled": False}}), "global", group="dedup") == []
+    assert [type(s) for s in stages] == [ExactDedup, MinHashDedup, ParagraphDedup, EarlierRunsDedup]
+    off = {k: {"enabled": False} for k in ("exact", "minhash", "paragraph", "earlier")}
+    assert build_stages(DedupConfig.model_validate(off), "global", group="dedup") == []
+    assert [type(s) for s in build_stages(DedupConfig.model_validate({**off, "semantic": {"enabled": True}}), "global",
+                                          group="dedup")] == [SemanticDedup]
     assert DedupConfig().minhash.num_perm == 112
+
+
+def _bucket_rows(sig: np.ndarray, nodes: np.ndarray, cfg) -> pa.Table:
+    """The band rows `_sign` emits for these signatures: one per (document, band)."""
+    from curate.dedup.minhash import band_keys, sketch
+
+    keys = band_keys(sig, cfg.num_bands, cfg.rows_per_band).reshape(-1)
+    sk = np.repeat(sketch(sig), cfg.num_bands, axis=0)
+    return pa.table({"key": keys, "node": np.repeat(nodes, cfg.num_bands),
+                     "sketch": pa.FixedSizeBinaryArray.from_buffers(pa.binary(cfg.num_perm), keys.size, [None, pa.py_buffer(sk.tobytes())])})
+
+
+def test_verification_finds_a_similar_pair_whose_bucket_anchor_is_unlike_both():
+    """The B-C shape: B and C (J = 99/112) meet only in band 0's bucket, whose smallest node A shares
+    band 0 with them and nothing else. Verifying against the anchor alone (verify_leaders=1, the
+    old rule) finds none of these pairs; verifying within the bucket finds all, and never joins A."""
+    from curate.dedup.config import MinHashConfig
+
+    rng = np.random.default_rng(3)
+    triples = 200
+    b = rng.integers(0, 2**32, (triples, 112), dtype=np.uint32)
+    c = b.copy()
+    c[:, 8::8] ^= np.uint32(0x5A5A5A5A)  # one slot changed in every band but band 0
+    a = rng.integers(0, 2**32, (triples, 112), dtype=np.uint32)
+    a[:, :8] = b[:, :8]
+    sig = np.concatenate([a, b, c])
+    nodes = np.concatenate([np.arange(triples) * 3, np.arange(triples) * 3 + 1, np.arange(triples) * 3 + 2]).astype(np.int64)
+    recall = {}
+    for leaders in (1, 1000):
+        cfg = MinHashConfig(verify_leaders=leaders)
+        edges, counts = stages._buckets(_bucket_rows(sig, nodes, cfg), cfg, 1)
+        root = dict(zip(edges.column("u").to_pylist(), edges.column("v").to_pylist()))
+        root = {n: min(n, r) for n, r in root.items()}
+        recall[leaders] = np.mean([root.get(3 * i + 1, 3 * i + 1) == root.get(3 * i + 2, 3 * i + 2) for i in range(triples)])
+        assert not any(3 * i in root for i in range(triples))  # A is joined to nothing
+    assert recall == {1: 0.0, 1000: 1.0}
+
+
+def test_exact_digests_and_node_ids_are_vectorized_and_a_function_of_the_string():
+    from curate.dedup.shuffle import node_ids
+    from curate.dedup.text import digest_strings
+
+    values = pa.array(["a", "b", "a", "", None, "ab"], pa.large_string())
+    d = digest_strings(values)
+    assert d.shape == (6, 2) and (d[0] == d[2]).all() and (d[3] == d[4]).all()  # null hashes as empty
+    assert len({tuple(x) for x in d[[0, 1, 3, 5]].tolist()}) == 4
+    assert np.array_equal(node_ids(values), np.array(d[:, 0]).view(np.int64))

@@ -25,7 +25,8 @@ def test_the_registry_is_the_pipeline_order_and_the_config_sections():
     cfg = _cfg()
     assert [s.name for s in registry.build_stages(cfg)] == [
         "extract", "url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
-    assert [s.name for s in registry.build_stages(cfg, "global")] == ["dedup_exact", "dedup_minhash"]
+    assert [s.name for s in registry.build_stages(cfg, "global")] == ["dedup_exact", "dedup_minhash", "dedup_paragraph",
+                                                                      "dedup_earlier"]
     # every registered section is a config section, and an unknown key in one names its path
     for e in registry.ENTRIES:
         assert registry.section_of(cfg, e) is not None

@@ -1,8 +1,9 @@
 """`source: commoncrawl` against a Common-Crawl-shaped HTTP server on 127.0.0.1.
 
-The server lists real WARCs from shared/data in `crawl-data/<crawl>/warc.paths.gz`, serves
-them with Range support, and injects faults per request: 503s, a connection dropped mid-body,
-a resume answered without Range, resumes that bring no bytes, a missing file. What a run reads
+The server (tests/cc_server.py) lists real WARCs from shared/data in
+`crawl-data/<crawl>/warc.paths.gz`, serves them with Range support, and injects faults per
+request: 503s, a connection dropped mid-body, a resume answered without Range, resumes that
+bring no bytes, a missing file. What a run reads
 over HTTP must equal reading the same files locally; every fault is retried, resumed or
 counted, never a crash, a hang or a duplicated record.
 """
@@ -11,15 +12,13 @@ from __future__ import annotations
 
 import gzip
 import re
-import threading
 import time
-from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cc_server import CUT, CCServer
 
 from curate.config import CommonCrawlInput, parse_config
 from curate.pipeline.runner import ReadWarcs, Runner
@@ -35,89 +34,18 @@ WARCS = {
 }
 PATHS = list(WARCS)
 MISSING = f"crawl-data/{CRAWL}/segments/0000.02/warc/CC-MAIN-{CRAWL}-00004.warc.gz"  # listed, never served
-DOLMA = PATHS[0]  # 214 KB, 22 responses: big enough to cut in the middle
-CUT = 100_000
-
-
-class CCServer(ThreadingHTTPServer):
-    """Files by path; `faults[path]` is consumed one entry per request to that path:
-    "503"; "drop" (send CUT bytes of the answer, then close the connection); "ignore_range"
-    (answer 200 with the whole file); "stall" (answer 206, send nothing, close)."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.files: dict[str, bytes] = {}
-        self.faults: dict[str, list[str]] = defaultdict(list)
-        self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, status)
-        self.lock = threading.Lock()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: CCServer
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 -- http.server's name
-        path = self.path.lstrip("/")
-        rng = self.headers.get("Range")
-        with self.server.lock:
-            fault = self.server.faults[path].pop(0) if self.server.faults[path] else None
-        data = self.server.files.get(path)
-        start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) if rng and fault != "ignore_range" else 0
-        if data is None:
-            status = 404
-        elif fault == "503":
-            status = 503
-        else:
-            status = 206 if start else 200
-        with self.server.lock:
-            self.server.log.append((path, rng, status))
-        if status >= 400:
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        body = data[start:]
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.end_headers()
-        if fault in ("drop", "stall"):
-            self.wfile.write(body[:CUT] if fault == "drop" else b"")
-            self.wfile.flush()
-            self.close_connection = True  # the client sees fewer bytes than Content-Length
-            return
-        self.wfile.write(body)
-
-
-@pytest.fixture(scope="module")
-def server(shared_data):
-    srv = CCServer()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+DOLMA = PATHS[0]  # 214 KB, 22 responses: big enough to cut in the middle (at cc_server.CUT)
 
 
 @pytest.fixture
-def cc(server, shared_data):
+def cc(cc_http_server, shared_data):
     """The server with a fresh listing and no faults; returns it."""
     listing = "\n".join([*PATHS, MISSING]) + "\n"
-    server.files = {f"crawl-data/{CRAWL}/warc.paths.gz": gzip.compress(listing.encode())}
-    server.files.update({p: (shared_data / local).read_bytes() for p, local in WARCS.items()})
-    server.faults.clear()
-    server.log.clear()
-    return server
+    cc_http_server.files = {f"crawl-data/{CRAWL}/warc.paths.gz": gzip.compress(listing.encode())}
+    cc_http_server.files.update({p: (shared_data / local).read_bytes() for p, local in WARCS.items()})
+    cc_http_server.faults.clear()
+    cc_http_server.log.clear()
+    return cc_http_server
 
 
 def config(server: CCServer, tmp_path: Path, **input_) -> dict:
