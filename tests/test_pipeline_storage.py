@@ -173,7 +173,7 @@ def test_a_run_on_s3_writes_the_same_shards_as_on_local_disk_and_nothing_local(l
     assert storage.read_json(join(out, "manifest.json"))["shards"] == remote.manifest["shards"]
     assert storage.glob(join(out, "work", "read", "*.json")) and storage.glob(join(out, "work", "docs", "*", "part-*.parquet"))
     stage_dirs = storage.fs(out)[0].ls(f"{BUCKET}/out/work/global")
-    assert len(stage_dirs) == 2 and all(storage.committed(f"s3://{d}") for d in stage_dirs)  # exact, MinHash
+    assert len(stage_dirs) == len(remote.stats["global"]) > 0 and all(storage.committed(f"s3://{d}") for d in stage_dirs)
     for folder in (tmp, Path.cwd(), REPO):
         assert not (folder / "s3:").exists() and not (folder / BUCKET).exists()
     assert not any(p.name.startswith(("s3:", BUCKET)) for p in tmp.rglob("*"))
