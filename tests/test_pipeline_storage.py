@@ -261,6 +261,7 @@ def test_a_run_on_a_three_node_cluster_writes_the_same_shards_as_one_node(local_
     output to the S3 server: the shards equal the one-node run's, and the part files were
     written on both worker nodes."""
     import json
+    import shutil
     import subprocess
     import sys
     import tempfile
@@ -302,6 +303,8 @@ def test_a_run_on_a_three_node_cluster_writes_the_same_shards_as_one_node(local_
             node.terminate()
         for node in nodes:
             node.wait(timeout=60)
+        for temp_dir in temp_dirs:
+            shutil.rmtree(temp_dir, ignore_errors=True)
     storage = Storage({"endpoint_url": s3_endpoint, "key": ACCESS_KEY, "secret": SECRET_KEY})
     assert _shards(storage, out) == _shards(Storage(), str(local_run.output))
     parts = storage.glob(join(out, "work", "docs", "*", "part-*.parquet"))
