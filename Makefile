@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	# put the full fastText build back on top so training and prediction both work.
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
 	# Headless Chromium renders report.html in the tests (Debian's package; skipped when present).
-	command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium || sudo apt-get install -y -q chromium
+	command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
 	touch $(STAMP)
 
 # Beside ../shared/data the example reads it; in a clone anywhere else it first fetches a few

@@ -59,6 +59,7 @@ def finished_run(tmp_path: Path) -> Path:
 
 def render(page: Path, tmp_path: Path) -> tuple[str, str]:
     """(DOM after the scripts ran, browser log) from headless Chromium, every host unresolvable."""
+    assert CHROMIUM is not None, "Chromium is installed by `make setup` (Debian package chromium)"
     proc = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
          "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
@@ -68,7 +69,6 @@ def render(page: Path, tmp_path: Path) -> tuple[str, str]:
     return proc.stdout, proc.stderr
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is installed by `make setup` (Debian package chromium)")
 def test_report_renders_every_chart_without_console_errors(tmp_path):
     out = finished_run(tmp_path)
     page = (out / "report.html").read_text()
