@@ -11,7 +11,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from curate import cli, schema
 from curate.config import parse_config
