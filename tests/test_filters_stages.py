@@ -62,15 +62,13 @@ def test_chain_on_real_pages_accounts_for_every_row(pages):
 def test_stages_run_inside_ray_data(ray_session, pages):
     import ray.data
 
-    from curate.filters.lang import LanguageID
-
     cfg = FiltersConfig()
     ds = ray.data.from_arrow(pages)
-    for stage in registry.build_stages(cfg, group="filters"):
-        if isinstance(stage, LanguageID):  # a model: an actor pool that loads it once per actor
-            ds = ds.map_batches(LanguageID, fn_constructor_args=(cfg.language,), batch_format="pyarrow", batch_size=64, concurrency=1)
-        else:
-            ds = ds.map_batches(stage, batch_format="pyarrow", batch_size=64)
+    for entry in registry.enabled_entries(cfg, "document", group="filters"):
+        # As the runner builds them: an actor per stage, constructed from its section (models load in the actor).
+        # A fraction of a CPU each, so every stage's actor fits on the test's 2 CPUs at once.
+        ds = ds.map_batches(entry.load(), fn_constructor_args=(registry.section_of(cfg, entry),), batch_format="pyarrow",
+                            batch_size=64, concurrency=1, num_cpus=0.2)
     out = pa.concat_tables([schema.conform(b) for b in ds.iter_batches(batch_format="pyarrow")])
     local = pages
     for stage in registry.build_stages(cfg, group="filters"):
