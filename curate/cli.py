@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -98,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from curate.pipeline.runner import Runner
     from curate.pipeline.sources import InputError
+    from curate.pipeline.storage import join
 
     # Our own progress lines say what a user needs; Ray Data's per-operator bars (and its INFO
     # log of every execution plan) live in the dashboard instead of cluttering the terminal.
@@ -110,8 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[red]{err}[/red]")
         return 2
     _print_funnel(console, result.stats)
-    console.print(f"{result.manifest['rows']:,} documents in {len(result.manifest['shards'])} shards: {result.output / 'shards'}")
-    console.print(f"report: {result.output / 'report.html'} (and report.md, funnel.png)", soft_wrap=True)
+    console.print(f"{result.manifest['rows']:,} documents in {len(result.manifest['shards'])} shards: {join(str(result.output), 'shards')}")
+    console.print(f"report: {join(str(result.output), 'report.html')} (and report.md, funnel.png)", soft_wrap=True)
     if not _within_failure_budget(console, result.stats, cfg.input.max_failed_fraction):
         return 1
     if cfg.train is not None and not args.no_train:
@@ -124,13 +124,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from curate.pipeline.report_html import write_html
+    from curate.pipeline.storage import Storage, join
 
-    out = Path(args.output)
-    stats = json.loads((out / "stats.json").read_text())
+    # No config here: an object store is reached through its client's usual chain (env, profile,
+    # role; AWS_ENDPOINT_URL for an S3-compatible one).
+    storage = Storage()
+    stats = storage.read_json(join(args.output, "stats.json"))
     console = _console()
     _print_funnel(console, stats)
-    manifest = json.loads((out / "manifest.json").read_text())
-    console.print(f"report: {write_html(out, stats, manifest)}", soft_wrap=True)
+    manifest = storage.read_json(join(args.output, "manifest.json"))
+    console.print(f"report: {write_html(args.output, stats, manifest, storage)}", soft_wrap=True)
     return 0
 
 
@@ -158,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-train", action="store_true", help="skip the train: section")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("stats", help="print the funnel of a finished run")
-    s.add_argument("output", help="the run's output folder")
+    s.add_argument("output", help="the run's output folder or URL (s3://...)")
     s.set_defaults(func=cmd_stats)
     f = sub.add_parser("fetch-example", help="fetch a few hundred real Common Crawl records for the example (once, cached)")
     f.add_argument("--cache", default=".cache/example", help="folder for the sample WARC")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, create_model, field_validator, model_validator
@@ -134,6 +134,18 @@ class ReadConfig(StrictModel):
     records_per_batch: int = Field(64, ge=1, description="WARC records per block handed from reading to extraction")
 
 
+class StorageConfig(StrictModel):
+    """How object-store paths (`s3://...`) are reached. Credentials come from the usual chain
+    (env, profile, instance role); those the driver has in AWS_* variables are shipped to the
+    workers. Where the output is stored does not change it: not part of the fingerprint."""
+
+    endpoint_url: str | None = Field(None, description="S3-compatible store (MinIO, Ceph, ...): its endpoint, e.g. http://minio:9000")
+    anon: bool = Field(False, description="unsigned requests (public buckets); no credentials are sent")
+    # Never dumped (so never written to config.json or printed): it may hold credentials.
+    options: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False,
+                                    description="further fsspec storage options, e.g. {profile: ..., client_kwargs: {region_name: ...}}")
+
+
 class RunSettings(StrictModel):
     """The sections that are not stages; `Config` adds one per registered stage or group."""
 
@@ -141,6 +153,7 @@ class RunSettings(StrictModel):
     output: OutputConfig
     ray: RayConfig = RayConfig()
     read: ReadConfig = ReadConfig()
+    storage: StorageConfig = StorageConfig()
     train: TrainConfig | None = None
 
     @model_validator(mode="after")
@@ -151,7 +164,7 @@ class RunSettings(StrictModel):
             raise ValueError("mixture.enabled needs classifiers.topics.enabled: the mixture reweights by its labels")
         return self
 
-    def fingerprint(self, exclude: tuple[str, ...] = ("ray", "train")) -> str:
+    def fingerprint(self, exclude: tuple[str, ...] = ("ray", "storage", "train")) -> str:
         """Hash of everything that decides the output (not where or how fast it runs, nor when
         the run is called a failure)."""
         data = self.model_dump(mode="json", exclude={**{k: True for k in exclude}, "input": {"max_failed_fraction"}})

@@ -23,7 +23,6 @@ same point of the next run.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +41,7 @@ from curate.dedup.shuffle import PART, Out, partition_of, run_layer, wait_all
 from curate.dedup.stages import _sketches, _signed, _Units
 from curate.dedup.text import digest_strings, normalize_text
 from curate.pipeline.global_stage import GlobalContext, GlobalStage
+from curate.pipeline.storage import Storage, basename, is_local, join
 
 INDEX_DIR = "dedup-index"
 INDEX_META = "index.json"
@@ -154,7 +154,7 @@ def _match(cur_exact: pa.Table | None, old_exact: pa.Table | None, cur_bands: pa
 
 
 def _drop_and_index(docs: pa.Table, matches: pa.Table | None, index_rows: pa.Table, labels: list[str],
-                    index_dir: str | None) -> tuple[pa.Table, dict[str, Any]]:
+                    index_dir: str | None, storage: Storage) -> tuple[pa.Table, dict[str, Any]]:
     """Drop the matched rows (earliest-listed run, exact before near, smallest earlier id) and
     write the index rows of the others."""
     counters: dict[str, Any] = {f"duplicates_{label}": 0 for label in labels}
@@ -178,7 +178,7 @@ def _drop_and_index(docs: pa.Table, matches: pa.Table | None, index_rows: pa.Tab
     counters["indexed"] = kept.num_rows
     if index_dir is not None and kept.num_rows:
         name = f"part-{uuid.uuid4().hex}.parquet"
-        pq.write_table(kept, Path(index_dir) / name, compression="zstd")
+        storage.write_parquet(kept, join(index_dir, name), compression="zstd")
         counters["files"] = [name]
     return docs, counters
 
@@ -203,9 +203,9 @@ class EarlierRunsDedup(GlobalStage):
             return ds  # nothing to match and nowhere to write
         index_dir = None
         if writes:
-            index_dir = Path(ctx.run_dir) / INDEX_DIR
-            shutil.rmtree(index_dir, ignore_errors=True)
-            index_dir.mkdir(parents=True)
+            index_dir = join(ctx.run_dir, INDEX_DIR)
+            ctx.storage.rmtree(index_dir)
+            ctx.storage.mkdir(index_dir)
         units = _Units(ds, ctx)
         parts, every = units.num_partitions, range(units.num_partitions)
         exact_rows, band_rows, index_rows = units.scatter(_current_keys, (parts, parts, None), self.cfg.text, self.cfg.minhash, parts)
@@ -221,7 +221,7 @@ class EarlierRunsDedup(GlobalStage):
                 (units.num_groups, None), [(self.cfg.minhash, units.group_of())] * parts)
             ctx.stats["matched_pairs"] = sum(c["pairs"] for c in pairs.get())
         del exact_rows, band_rows
-        counters = units.rewrite(matches, _drop_and_index, labels, str(index_dir) if index_dir else None, extra=index_rows)
+        counters = units.rewrite(matches, _drop_and_index, labels, index_dir, ctx.storage, extra=index_rows)
         totals: dict[str, Any] = {"indexed": 0, **{f"duplicates_{label}": 0 for label in labels}}
         written: list[str] = []
         for c in counters.get():
@@ -232,8 +232,9 @@ class EarlierRunsDedup(GlobalStage):
         ctx.stats["duplicates_earlier"] = sum(totals[f"duplicates_{label}"] for label in labels)
         wait_all(Out(units.refs()))
         if index_dir is not None:  # written last: the index is complete once it exists
-            meta = {"format": INDEX_FORMAT, "run": Path(ctx.run_dir).resolve().name, "documents": totals["indexed"],
+            run_name = Path(ctx.run_dir).resolve().name if is_local(str(ctx.run_dir)) else basename(ctx.run_dir)
+            meta = {"format": INDEX_FORMAT, "run": run_name, "documents": totals["indexed"],
                     "settings": self.settings, "files": sorted(written)}
-            (index_dir / INDEX_META).write_text(json.dumps(meta, indent=2))
+            ctx.storage.write_text(join(index_dir, INDEX_META), json.dumps(meta, indent=2))
         ctx.stats["step_seconds"] = {"earlier": round(time.perf_counter() - t0, 3)}
         return units.dataset()

@@ -30,6 +30,7 @@ from curate.dedup.shuffle import (
 )
 from curate.dedup.text import digest_strings, hash_strings, normalize_text
 from curate.pipeline.global_stage import GlobalContext, GlobalStage
+from curate.pipeline.storage import Storage
 
 # Columns of the address rows that order two copies of one record: hash of warc_path, warc_offset.
 SOURCE, OFFSET = "_source", "_offset"
@@ -55,10 +56,10 @@ class _Units:
         self.rows = 0
         if ctx.input_files:  # one read task per row group, no Ray Data execution (its fixed cost is seconds)
             for path in ctx.input_files:
-                meta = pq.ParquetFile(path).metadata
+                meta = pq.ParquetFile(ctx.storage.open(path)).metadata
                 for g in range(meta.num_row_groups):
                     group = meta.row_group(g)
-                    self._add(_read_row_group.remote(path, g, ctx.schema), 0, group.num_rows, group.total_byte_size)
+                    self._add(_read_row_group.remote(path, g, ctx.schema, ctx.storage), 0, group.num_rows, group.total_byte_size)
         else:
             for bundle in ds.materialize().iter_internal_ref_bundles():
                 slices = getattr(bundle, "slices", None) or [None] * len(bundle.block_refs)
@@ -116,8 +117,8 @@ class _Units:
 
 
 @ray.remote
-def _read_row_group(path: str, group: int, run_schema: pa.Schema) -> pa.Table:
-    return schema.conform(pq.ParquetFile(path).read_row_group(group), run_schema)
+def _read_row_group(path: str, group: int, run_schema: pa.Schema, storage: Storage) -> pa.Table:
+    return schema.conform(pq.ParquetFile(storage.open(path)).read_row_group(group), run_schema)
 
 
 def _on_rows(block: pa.Table, fn: Callable, lo: int, n: int, *args: Any) -> Any:

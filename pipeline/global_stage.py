@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
+from curate.pipeline.storage import LOCAL, Storage
 from curate.schema import DOC_SCHEMA
 
 if TYPE_CHECKING:  # importing Ray Data costs ~1 s; the config and CLI import this module
@@ -30,13 +31,14 @@ if TYPE_CHECKING:  # importing Ray Data costs ~1 s; the config and CLI import th
 class GlobalContext:
     """What a global stage may use besides its input."""
 
-    work_dir: Path  # a folder private to this stage for intermediate files
+    work_dir: Path | str  # a folder private to this stage for intermediate files, on `storage`
     num_cpus: int  # CPUs in the Ray cluster, for choosing partition counts
     rows_per_partition: int = 10_000  # documents per shuffle partition (`dedup.rows_per_partition`)
     schema: pa.Schema = DOC_SCHEMA  # the run's columns: DOC_SCHEMA plus the enabled stages' extra ones
     # The Parquet files the input dataset is exactly a read of (DOC_SCHEMA), when it is: a stage may
     # read them in its own tasks instead of through Ray Data's reader.
     input_files: list[str] = field(default_factory=list)
+    storage: Storage = LOCAL  # where `input_files` and `work_dir` are: open them through it
     stats: dict[str, Any] = field(default_factory=dict)  # the stage writes its own counters here
     # The run's output folder, where a stage may leave what outlives the run (the dedup index).
     run_dir: Path | None = None

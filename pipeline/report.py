@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import io
 import platform
 import time
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from curate import __version__, schema
 from curate.classifiers.mixture import mixture_manifest, mixture_markdown, plot_mixture
 from curate.config import Config
+from curate.pipeline.storage import LOCAL, Storage, join
 
 
 class AccountingError(RuntimeError):
@@ -155,8 +156,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def write_report(cfg: Config, out: Path, stats: dict, reports: list[dict], shards: list[dict],
-                 rejected: list[dict], domain_tokens: Counter) -> dict:
+def write_report(cfg: Config, out: Path | str, stats: dict, reports: list[dict], shards: list[dict],
+                 rejected: list[dict], domain_tokens: Counter, storage: Storage = LOCAL) -> dict:
     total_tokens = sum(domain_tokens.values()) or 1
     manifest = {
         "config_hash": cfg.fingerprint(),
@@ -173,25 +174,25 @@ def write_report(cfg: Config, out: Path, stats: dict, reports: list[dict], shard
         "mixture": mixture_manifest(stats["global"])
         or {"column": "domain", "weights": {d: round(t / total_tokens, 8) for d, t in sorted(domain_tokens.items())}},
     }
-    _write(out / "stats.json", stats)
-    _write(out / "manifest.json", manifest)
-    (out / "report.md").write_text(render_markdown(stats, manifest))
+    storage.write_json(join(out, "stats.json"), stats)
+    storage.write_json(join(out, "manifest.json"), manifest)
+    storage.write_text(join(out, "report.md"), render_markdown(stats, manifest))
     from curate.pipeline.report_html import write_html
 
-    write_html(out, stats, manifest)
+    write_html(out, stats, manifest, storage)
     try:
-        plot_funnel(stats, out / "funnel.png")
+        _write_png(storage, join(out, "funnel.png"), plot_funnel, stats)
         if manifest["mixture"].get("shares_before"):  # the reweighting stage ran
-            plot_mixture(manifest["mixture"], out / "mixture.png")
+            _write_png(storage, join(out, "mixture.png"), plot_mixture, manifest["mixture"])
     except Exception:  # noqa: BLE001 -- a plot is a nicety; never fail a finished run for it
         pass
     return manifest
 
 
-def _write(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
+def _write_png(storage: Storage, path: str, plot: Any, data: Any) -> None:
+    png = io.BytesIO()
+    plot(data, png)
+    storage.write_bytes(path, png.getvalue())
 
 
 def render_markdown(stats: dict, manifest: dict) -> str:
@@ -218,7 +219,7 @@ def render_markdown(stats: dict, manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_funnel(stats: dict, path: Path) -> None:
+def plot_funnel(stats: dict, path: Path | IO[bytes]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -20,32 +20,34 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate import schema
+from curate.pipeline.storage import LOCAL, Storage, join
 
 BINS = 20
 # Float columns of the kept rows drawn as histograms (those present in the shards).
 _NOT_SCORES = {schema.WARC_OFFSET, schema.HTML_BYTES, schema.MINHASH_CLUSTER}
 
 
-def _shard_files(out: Path, manifest: dict) -> list[Path]:
-    return [out / s["path"] for s in manifest.get("shards", []) if (out / s["path"]).exists()]
+def _shard_files(out: str, manifest: dict, storage: Storage) -> list[pq.ParquetFile]:
+    paths = [join(str(out), s["path"]) for s in manifest.get("shards", [])]
+    return [pq.ParquetFile(storage.open(p)) for p in paths if storage.exists(p)]
 
 
-def _columns(files: list[Path], wanted: list[str]) -> dict[str, pa.ChunkedArray]:
+def _columns(files: list[pq.ParquetFile], wanted: list[str]) -> dict[str, pa.ChunkedArray]:
     """Only these columns of the kept rows (never their text)."""
     if not files:
         return {}
-    names = set(pq.read_schema(files[0]).names)
+    names = set(files[0].schema_arrow.names)
     cols = [c for c in wanted if c in names]
     if not cols:
         return {}
-    table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+    table = pa.concat_tables([f.read(columns=cols) for f in files])
     return {c: table.column(c) for c in cols}
 
 
-def _score_columns(files: list[Path]) -> list[str]:
+def _score_columns(files: list[pq.ParquetFile]) -> list[str]:
     if not files:
         return []
-    return [f.name for f in pq.read_schema(files[0]) if pa.types.is_floating(f.type) and f.name not in _NOT_SCORES]
+    return [f.name for f in files[0].schema_arrow if pa.types.is_floating(f.type) and f.name not in _NOT_SCORES]
 
 
 def _histogram(values: pa.ChunkedArray) -> dict[str, Any] | None:
@@ -58,8 +60,8 @@ def _histogram(values: pa.ChunkedArray) -> dict[str, Any] | None:
     return {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist(), "n": int(arr.size)}
 
 
-def report_data(out: Path, stats: dict, manifest: dict) -> dict[str, Any]:
-    files = _shard_files(out, manifest)
+def report_data(out: Path | str, stats: dict, manifest: dict, storage: Storage = LOCAL) -> dict[str, Any]:
+    files = _shard_files(str(out), manifest, storage)
     scores = _score_columns(files)
     cols = _columns(files, [schema.LANG, *scores])
     langs = Counter()
@@ -91,11 +93,9 @@ def render(data: dict[str, Any]) -> str:
     return _PAGE.replace("%TITLE%", html.escape(data["title"])).replace("%DATA%", payload)
 
 
-def write_html(out: Path, stats: dict, manifest: dict) -> Path:
-    path = out / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render(report_data(out, stats, manifest)))
-    tmp.replace(path)
+def write_html(out: Path | str, stats: dict, manifest: dict, storage: Storage = LOCAL) -> str:
+    path = join(str(out), "report.html")
+    storage.write_text(path, render(report_data(out, stats, manifest, storage)))
     return path
 
 

@@ -18,14 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,14 +34,9 @@ from curate.pipeline.progress import RunProgress
 from curate.pipeline.shards import write_table_atomic
 from curate.pipeline.sources import InputFile, RetryPolicy, TransferError, open_input, resolve_inputs
 from curate.pipeline.stage import Resources, Stage
+from curate.pipeline.storage import COMMIT_MARKER, LOCAL, Storage, is_local, join
 
 log = logging.getLogger(__name__)
-
-
-def _atomic_write_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,11 +46,12 @@ def _atomic_write_json(obj: Any, path: Path) -> None:
 class ReadWarcs:
     """map_batches fn: a batch of input URIs -> batches of raw document rows."""
 
-    def __init__(self, cfg: Config, read_dir: str) -> None:
+    def __init__(self, cfg: Config, read_dir: str, storage: Storage = LOCAL) -> None:
         from curate.pipeline.warc import WarcReader
 
         self.reader = WarcReader(cfg.read)
-        self.read_dir = Path(read_dir)
+        self.read_dir = str(read_dir)
+        self.storage = storage
         self.policy = RetryPolicy.of(cfg.input)
 
     def __call__(self, batch: pa.Table):
@@ -86,7 +79,7 @@ class ReadWarcs:
             report.seconds += time.perf_counter() - t0
             report.cpu_seconds += time.process_time() - c0
             # Written last: rows of this input are all emitted once the marker exists.
-            _atomic_write_json(report.to_json(), self.read_dir / f"{source.key}.json")
+            self.storage.write_json(join(self.read_dir, f"{source.key}.json"), report.to_json())
 
 
 class StageGroup:
@@ -101,16 +94,19 @@ class StageGroup:
     reports on in the REPORT_COLUMN of one row per input, which the next group merges.
     """
 
-    def __init__(self, cfg: Config, sections: list[str], docs_dir: str | None, run_schema: pa.Schema) -> None:
+    def __init__(self, cfg: Config, sections: list[str], docs_dir: str | None, run_schema: pa.Schema,
+                 storage: Storage = LOCAL) -> None:
         from curate.pipeline import registry
 
         entries = {e.path: e for e in registry.ENTRIES}
         self.stages: list[Stage] = [entries[s].load()(registry.section_of(cfg, entries[s])) for s in sections]
-        self.docs_dir = Path(docs_dir) if docs_dir is not None else None
+        self.docs_dir = str(docs_dir) if docs_dir is not None else None
+        self.storage = storage
         self.schema = run_schema
         self.compression = cfg.output.compression
         self._prev: dict[str, dict[str, float]] = {}
         self.worker = f"{os.uname().nodename}:{os.getpid()}"  # which actor made a part (for load balance)
+        self.node = _ray_node_id()  # and on which node of a cluster (hosts may share a name)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         paths = batch.column(schema.WARC_PATH)
@@ -137,12 +133,13 @@ class StageGroup:
                                               "active_out": pc.sum(schema.active_mask(part)).as_py() or 0}
             report["counters"] = self._counter_deltas()
             report["worker"] = self.worker
+            report["node"] = self.node
             report["workers"] = {stage.name: self.worker for stage in self.stages}
             report = merge_reports([*handed_on.get(uri, []), report])
             if self.docs_dir is None:
                 out.append(_with_report(schema.conform(part, self.schema), report))
             else:
-                write_part(part, self.docs_dir / InputFile(uri).key, self.compression, report, self.schema)
+                write_part(part, join(self.docs_dir, InputFile(uri).key), self.compression, report, self.schema, self.storage)
         if self.docs_dir is None:
             return pa.concat_tables(out) if out else _with_report(schema.empty(self.schema), None)
         return pa.table({"rows": [batch.num_rows]})
@@ -158,6 +155,12 @@ class StageGroup:
                 deltas[stage.name] = d
             self._prev[stage.name] = now
         return deltas
+
+
+def _ray_node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 # Stage reports of an earlier group ride along with the rows: one row per input carries them.
@@ -204,7 +207,7 @@ def merge_reports(reports: list[dict]) -> dict:
         stats.add(r)
         workers.update(r.get("workers", {}))
     # `worker`: the actor that wrote the part; `workers`: the actor each stage ran in.
-    return {**stats.snapshot(), "worker": reports[-1].get("worker"), "workers": workers}
+    return {**stats.snapshot(), "worker": reports[-1].get("worker"), "node": reports[-1].get("node"), "workers": workers}
 
 
 def plan_pools(stages: list[tuple[str, Resources]], num_cpus: float, num_gpus: float) -> list[tuple[list[str], Resources, int]]:
@@ -247,8 +250,6 @@ def _worker_lost(err: BaseException) -> BaseException | None:
     return None
 
 
-def _parquet_rows(files: list[str]) -> int:
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 def _wait_for_free_cpus(timeout_s: float = 60.0) -> None:
@@ -275,19 +276,22 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
 PART_STATS_KEY = b"curate.stage_stats"
 # Largest block handed from reading to extraction (a reader batch is ~64 pages, a few MiB).
 READ_BLOCK_BYTES = 8 << 20
+# How long a pool's actors may take to start (load their models) before the run fails.
+ACTOR_START_TIMEOUT_S = 600
 
 
-def write_part(part: pa.Table, folder: Path, compression: str, report: dict, run_schema: pa.Schema = schema.DOC_SCHEMA) -> None:
+def write_part(part: pa.Table, folder: Path | str, compression: str, report: dict, run_schema: pa.Schema = schema.DOC_SCHEMA,
+               storage: Storage = LOCAL) -> None:
     """One part file of an input, sorted by offset, with the stage report in its footer (so
     rows and their statistics are written, or lost, together)."""
     table = schema.conform(part, run_schema)
     table = table.take(pc.sort_indices(table, sort_keys=[(schema.WARC_OFFSET, "ascending")]))
     table = table.replace_schema_metadata({PART_STATS_KEY: json.dumps(report).encode()})
-    folder.mkdir(parents=True, exist_ok=True)
+    storage.mkdir(str(folder))
     # Named by its first record: a batch done again (its worker was lost after writing) replaces
     # its part instead of adding a second copy of the rows.
     first = table.column(schema.WARC_OFFSET)[0].as_py() if table.num_rows else 0
-    write_table_atomic(table, folder / f"part-{first:015d}.parquet", compression)
+    write_table_atomic(table, join(folder, f"part-{first:015d}.parquet"), compression, storage)
 
 
 class StageStats:
@@ -328,7 +332,7 @@ class StageStats:
 
 @dataclass
 class RunResult:
-    output: Path
+    output: Path | str  # a Path for a local output, else its URL
     stats: dict
     manifest: dict
     dashboard_url: str | None = None
@@ -339,11 +343,12 @@ class RunResult:
 class Runner:
     def __init__(self, cfg: Config, *, progress: bool = False, console=None) -> None:
         self.cfg = cfg
-        self.out = Path(cfg.output.path)
-        self.work = self.out / "work"
-        self.read_dir = self.work / "read"
-        self.docs_dir = self.work / "docs"
-        self.global_dir = self.work / "global"
+        self.storage = Storage.of(cfg.storage)
+        self.out = cfg.output.path
+        self.work = join(self.out, "work")
+        self.read_dir = join(self.work, "read")
+        self.docs_dir = join(self.work, "docs")
+        self.global_dir = join(self.work, "global")
         self.progress = progress
         self.console = console
         self._prog = RunProgress(False)
@@ -356,32 +361,35 @@ class Runner:
         else:
             log.info(msg)
 
+    def _parquet_rows(self, files: list[str]) -> int:
+        return sum(pq.ParquetFile(self.storage.open(f)).metadata.num_rows for f in files)
+
     # -- resume bookkeeping ------------------------------------------------------------------
     def _check_fingerprint(self) -> None:
-        fp_path = self.work / "config.json"
+        fp_path = join(self.work, "config.json")
         fp = self.cfg.fingerprint()
-        if fp_path.exists():
-            old = json.loads(fp_path.read_text()).get("fingerprint")
+        if self.storage.exists(fp_path):
+            old = self.storage.read_json(fp_path).get("fingerprint")
             if old != fp:
                 raise RuntimeError(
                     f"{self.out} holds a run of a different config (fingerprint {old} != {fp}); "
                     "choose another output.path or delete that folder"
                 )
         else:
-            if self.out.is_dir() and any(self.out.iterdir()):
+            if self.storage.glob(join(self.out, "*")):
                 # Never adopt (and later replace shards/ and rejected/ in) a folder curate did not make.
                 raise RuntimeError(f"output.path: {self.out} is not empty and was not made by curate; "
                                    "choose a new or empty folder")
-            self.work.mkdir(parents=True, exist_ok=True)
-            _atomic_write_json({"fingerprint": fp, "config": self.cfg.model_dump(mode="json")}, fp_path)
+            self.storage.mkdir(self.work)
+            self.storage.write_json(fp_path, {"fingerprint": fp, "config": self.cfg.model_dump(mode="json")})
 
     def _finished(self, inp: InputFile) -> dict | None:
-        marker = self.read_dir / f"{inp.key}.json"
-        if not marker.exists():
+        marker = join(self.read_dir, f"{inp.key}.json")
+        if not self.storage.exists(marker):
             return None
-        report = json.loads(marker.read_text())
-        d = self.docs_dir / inp.key
-        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in d.glob("part-*.parquet")) if d.exists() else 0
+        report = self.storage.read_json(marker)
+        d = join(self.docs_dir, inp.key)
+        rows = sum(pq.ParquetFile(self.storage.open(p)).metadata.num_rows for p in self.storage.glob(join(d, "part-*.parquet")))
         return report if rows == report["rows"] else None
 
     # -- phases ------------------------------------------------------------------------------
@@ -393,10 +401,10 @@ class Runner:
         from curate.pipeline import registry
 
         for inp in pending:  # partial leftovers of an interrupted attempt
-            shutil.rmtree(self.docs_dir / inp.key, ignore_errors=True)
-            (self.read_dir / f"{inp.key}.json").unlink(missing_ok=True)
-        self.read_dir.mkdir(parents=True, exist_ok=True)
-        self.docs_dir.mkdir(parents=True, exist_ok=True)
+            self.storage.rmtree(join(self.docs_dir, inp.key))
+            self.storage.unlink(join(self.read_dir, f"{inp.key}.json"))
+        self.storage.mkdir(self.read_dir)
+        self.storage.mkdir(self.docs_dir)
         items = [{"uri": i.uri, "crawl": i.crawl} for i in pending]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         # Ray Data coalesces a map's outputs into blocks of up to target_max_block_size (128 MiB),
@@ -404,13 +412,16 @@ class Runner:
         # Small blocks keep each reader batch its own block, so one file spreads over every actor.
         # The setting is this dataset's own context (its maps share it), not the process-wide one.
         ds.context.target_max_block_size = READ_BLOCK_BYTES
+        # Every actor of a fixed pool is up before the first batch is handed out: otherwise the
+        # actor that starts first (on a cluster, often on one node) takes the whole of a small run.
+        ds.context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
         with warnings.catch_warnings():
             # Ray 2.60 takes `max_restarts` only among the "ray_remote_args" it deprecates (no
             # named parameter yet); the restarts must be off (see _run_per_document_surviving).
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
             ds = ds.map_batches(
                 ReadWarcs,
-                fn_constructor_kwargs={"cfg": self.cfg, "read_dir": str(self.read_dir)},
+                fn_constructor_kwargs={"cfg": self.cfg, "read_dir": self.read_dir, "storage": self.storage},
                 batch_size=1,
                 batch_format="pyarrow",
                 # Reading is I/O and gunzip: light enough to share cores with extraction.
@@ -425,7 +436,7 @@ class Runner:
                 ds = ds.map_batches(
                     StageGroup,
                     fn_constructor_kwargs={"cfg": self.cfg, "sections": sections, "run_schema": run_schema,
-                                           "docs_dir": str(self.docs_dir) if last else None},
+                                           "docs_dir": self.docs_dir if last else None, "storage": self.storage},
                     batch_size=res.batch_size or self.cfg.ray.batch_size,
                     batch_format="pyarrow",
                     num_cpus=res.num_cpus,
@@ -448,7 +459,7 @@ class Runner:
             warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
             for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 docs += int(pc.sum(out.column("rows")).as_py() or 0)
-                finished = sum(1 for i in pending if (self.read_dir / f"{i.key}.json").exists())
+                finished = sum(1 for i in pending if self.storage.exists(join(self.read_dir, f"{i.key}.json")))
                 self._prog.update("docs", completed=finished,
                                   info=f"inputs, {docs:,} documents ({docs / (time.perf_counter() - t0):.0f}/s)")
         self._prog.finish("docs")
@@ -472,7 +483,7 @@ class Runner:
         """Seconds and counters per stage, summed from the footers of every part file."""
         stats = StageStats()
         for path in self._doc_files(inputs):
-            meta = pq.read_schema(path).metadata or {}
+            meta = pq.read_schema(self.storage.open(path)).metadata or {}
             if PART_STATS_KEY in meta:
                 stats.add(json.loads(meta[PART_STATS_KEY]))
         return stats.snapshot()
@@ -480,7 +491,7 @@ class Runner:
     def _doc_files(self, inputs: list[InputFile]) -> list[str]:
         files: list[str] = []
         for inp in inputs:
-            files += sorted(str(p) for p in (self.docs_dir / inp.key).glob("part-*.parquet"))
+            files += self.storage.glob(join(self.docs_dir, inp.key, "part-*.parquet"))
         return files
 
     def _run_global(self, files: list[str], reuse: bool, num_cpus: int) -> tuple[list[str], dict]:
@@ -493,38 +504,40 @@ class Runner:
         stages = registry.build_stages(self.cfg, "global")
         run_schema = registry.run_schema(self.cfg)
         if not reuse:
-            shutil.rmtree(self.global_dir, ignore_errors=True)
+            self.storage.rmtree(self.global_dir)
         current = files
         for k, stage in enumerate(stages):
             _wait_for_free_cpus()
-            d = self.global_dir / f"{k}-{stage.name}"
-            done = d / "_SUCCESS"
+            d = join(self.global_dir, f"{k}-{stage.name}")
             self._prog.start(stage.name, stage.name, total=1)
-            if reuse and done.exists():
-                stats[stage.name] = json.loads(done.read_text())
-                current = sorted(str(p) for p in d.glob("*.parquet"))
+            if reuse and self.storage.committed(d):
+                stats[stage.name] = self.storage.read_json(join(d, COMMIT_MARKER))
+                current = self.storage.glob(join(d, "*.parquet"))
                 self._prog.finish(stage.name, info="done in an earlier run, reused")
                 continue
-            shutil.rmtree(d, ignore_errors=True)
-            tmp = self.global_dir / f".{k}-{stage.name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            (tmp / "work").mkdir(parents=True)
-            ctx = GlobalContext(work_dir=tmp / "work", num_cpus=num_cpus, input_files=list(current),
-                                rows_per_partition=self.cfg.dedup.rows_per_partition, schema=run_schema, run_dir=self.out)
+            self.storage.rmtree(d)
+            tmp = self.storage.staging(d)
+            self.storage.rmtree(tmp)
+            self.storage.mkdir(join(tmp, "work"))
+            ctx = GlobalContext(work_dir=join(tmp, "work"), num_cpus=num_cpus, input_files=list(current),
+                                rows_per_partition=self.cfg.dedup.rows_per_partition, schema=run_schema, storage=self.storage,
+                                run_dir=self.out)
             t0 = time.perf_counter()
-            ds = ray.data.read_parquet(current, schema=run_schema) if current else ray.data.from_arrow(schema.empty(run_schema))
+            read_fs, read_paths = self.storage.arrow_paths(current)
+            ds = (ray.data.read_parquet(read_paths, schema=run_schema, filesystem=read_fs) if current
+                  else ray.data.from_arrow(schema.empty(run_schema)))
             out = stage.run(ds, ctx)
             _wait_for_free_cpus()  # the stage's own tasks may still hold them for a moment
-            out.write_parquet(str(tmp), min_rows_per_file=max(1, self.cfg.output.rows_per_shard))
-            shutil.rmtree(tmp / "work", ignore_errors=True)
+            write_fs, write_path = self.storage.arrow_filesystem(tmp)
+            out.write_parquet(write_path, filesystem=write_fs, min_rows_per_file=max(1, self.cfg.output.rows_per_shard))
+            self.storage.rmtree(join(tmp, "work"))
             # Rows in and out, from the files' own metadata, for the end-of-run accounting.
-            ctx.stats["rows_in"] = _parquet_rows(current)
-            ctx.stats["rows_out"] = _parquet_rows(sorted(str(p) for p in tmp.glob("*.parquet")))
+            ctx.stats["rows_in"] = self._parquet_rows(current)
+            ctx.stats["rows_out"] = self._parquet_rows(self.storage.glob(join(tmp, "*.parquet")))
             ctx.stats["total_seconds"] = round(time.perf_counter() - t0, 3)
-            os.replace(tmp, d)
-            _atomic_write_json(ctx.stats, done)
+            self.storage.publish(tmp, d, ctx.stats)
             stats[stage.name] = ctx.stats
-            current = sorted(str(p) for p in d.glob("*.parquet"))
+            current = self.storage.glob(join(d, "*.parquet"))
             self._prog.finish(stage.name, info=f"{ctx.stats['total_seconds']:.1f} s")
         return current, stats
 
@@ -533,17 +546,17 @@ class Runner:
         from curate.pipeline import registry
         from curate.pipeline.shards import plan_shards, write_shards
 
-        if not (self.work / "config.json").is_file():  # the marker of a folder curate made
+        if not self.storage.exists(join(self.work, "config.json")):  # the marker of a folder curate made
             raise RuntimeError(f"refusing to replace shards/ and rejected/ in {self.out}: not a curate output folder")
         for sub in ("shards", "rejected"):
-            shutil.rmtree(self.out / sub, ignore_errors=True)
-            (self.out / sub).mkdir(parents=True)
+            self.storage.rmtree(join(self.out, sub))
+            self.storage.mkdir(join(self.out, sub))
         out = self.cfg.output
         # Labelled runs write shards by topic, so a trainer or a user can take one topic's files.
         partition = schema.TOPIC if self.cfg.classifiers.topics.enabled else None
         pii = self.cfg.filters.pii
         plan = plan_shards(files, self.out, out.rows_per_shard, out.compression, out.rejected_text, registry.run_schema(self.cfg),
-                           partition_by=partition, redact_rejected=pii if pii.enabled else None)
+                           self.storage, partition_by=partition, redact_rejected=pii if pii.enabled else None)
         specs = plan.kept + plan.rejected
         self._prog.start("shards", "write shards", total=len(specs), info="files")
         written = write_shards(specs, on_done=lambda _: self._prog.update("shards", advance=1))
@@ -595,5 +608,6 @@ class Runner:
             processed_inputs=len(pending),
         )
         stats["ids_made_distinct"] = self.ids_made_distinct  # pages sharing a WARC-Record-ID with another
-        manifest = write_report(self.cfg, self.out, stats, reports, shards, rejected, domain_tokens)
-        return RunResult(self.out, stats, manifest, dashboard_url, skipped_inputs=len(inputs) - len(pending), processed_inputs=len(pending))
+        manifest = write_report(self.cfg, self.out, stats, reports, shards, rejected, domain_tokens, self.storage)
+        output = Path(self.out) if is_local(self.out) else self.out
+        return RunResult(output, stats, manifest, dashboard_url, skipped_inputs=len(inputs) - len(pending), processed_inputs=len(pending))

@@ -10,7 +10,6 @@ or a crawl on a cluster. Same rows give byte-identical shards however the files 
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections import Counter
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 
 from curate import schema
 from curate.filters.config import PiiConfig
+from curate.pipeline.storage import LOCAL, Storage, basename, join
 
 # Words and punctuation marks: a tokenizer-free token count, close to a GPT-2 pre-tokenizer's.
 TOKEN_PATTERN = r"\w+|[^\w\s]"
@@ -37,12 +37,10 @@ def count_tokens(texts: pa.ChunkedArray | pa.Array) -> list[int]:
     return pc.count_substring_regex(pc.fill_null(texts, ""), TOKEN_PATTERN).to_pylist()
 
 
-def write_table_atomic(table: pa.Table, path: Path, compression: str) -> None:
-    """Write to a hidden temp name and rename: readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression=None if compression == "none" else compression,
-                   row_group_size=_ROW_GROUP_ROWS)
-    os.replace(tmp, path)
+def write_table_atomic(table: pa.Table, path: Path | str, compression: str, storage: Storage = LOCAL) -> None:
+    """Readers never see a half-written file (see `Storage.write_parquet`)."""
+    storage.write_parquet(table, str(path), compression=None if compression == "none" else compression,
+                          row_group_size=_ROW_GROUP_ROWS)
 
 
 @dataclass
@@ -63,6 +61,7 @@ class ShardSpec:
     new_ids: dict[int, str] = field(default_factory=dict)
     # Rejected rows dropped before the PII stage still hold their PII: redacted with this config.
     redact: PiiConfig | None = None
+    storage: Storage = LOCAL  # where the sources are read and the shard is written
 
 
 @dataclass
@@ -74,10 +73,10 @@ class ShardPlan:
     ids_made_distinct: int = 0  # rows that got a derived id because another row had theirs
 
 
-def _read_keys(files: Sequence[str], extra: Sequence[str] = ()) -> pa.Table:
+def _read_keys(files: Sequence[str], extra: Sequence[str] = (), storage: Storage = LOCAL) -> pa.Table:
     parts = []
     for i, f in enumerate(files):
-        t = pq.read_table(f, columns=[*SORT_KEYS, schema.DROP_REASON, *extra])
+        t = pq.read_table(storage.open(f), columns=[*SORT_KEYS, schema.DROP_REASON, *extra])
         n = t.num_rows
         parts.append(t.append_column("_file", pa.array(np.full(n, i, np.int32)))
                       .append_column("_row", pa.array(np.arange(n, dtype=np.int64))))
@@ -93,7 +92,7 @@ def distinct_id(doc_id: str, warc_path: str, warc_offset: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc_id}|{warc_path}#{warc_offset}"))
 
 
-def _repeated_ids(files: Sequence[str], keys: pa.Table) -> dict[int, str]:
+def _repeated_ids(files: Sequence[str], keys: pa.Table, storage: Storage = LOCAL) -> dict[int, str]:
     """Sorted-key position -> new id for each row whose id an earlier row (in output order) holds
     for a different page: two inputs with different pages under one WARC-Record-ID. The same
     record read through two inputs (same URL and fetch time: one capture, whatever later stages did
@@ -104,7 +103,7 @@ def _repeated_ids(files: Sequence[str], keys: pa.Table) -> dict[int, str]:
     if len(repeated) == 0:
         return {}
     positions = np.flatnonzero(pc.is_in(ids, value_set=repeated).to_numpy(zero_copy_only=False))
-    capture = _captures(files, keys, positions)
+    capture = _captures(files, keys, positions, storage)
     first: dict[str, tuple] = {}
     renamed = {}
     paths, offsets = keys.column(schema.WARC_PATH), keys.column(schema.WARC_OFFSET)
@@ -115,27 +114,27 @@ def _repeated_ids(files: Sequence[str], keys: pa.Table) -> dict[int, str]:
     return renamed
 
 
-def _captures(files: Sequence[str], keys: pa.Table, positions: np.ndarray) -> dict[int, tuple]:
+def _captures(files: Sequence[str], keys: pa.Table, positions: np.ndarray, storage: Storage) -> dict[int, tuple]:
     """(url, fetch time) of the few rows at `positions`: what tells one capture from another."""
     file_idx, rows = keys.column("_file").to_numpy()[positions], keys.column("_row").to_numpy()[positions]
     out: dict[int, tuple] = {}
     for f in np.unique(file_idx):
         sel = file_idx == f
-        cols = pq.read_table(files[int(f)], columns=[schema.URL, schema.FETCH_TIME])
+        cols = pq.read_table(storage.open(files[int(f)]), columns=[schema.URL, schema.FETCH_TIME])
         for pos, row in zip(positions[sel].tolist(), cols.take(pa.array(rows[sel])).to_pylist()):
             out[pos] = (row[schema.URL], row[schema.FETCH_TIME])
     return out
 
 
-def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder: Path, prefix: str,
+def _specs(files: Sequence[str], file_idx: np.ndarray, rows: np.ndarray, folder: str, prefix: str,
            rows_per_shard: int, compression: str, blank_text: bool, columns: pa.Schema,
-           new_ids: dict[int, str]) -> list[ShardSpec]:
+           new_ids: dict[int, str], storage: Storage) -> list[ShardSpec]:
     """`new_ids`: position in `rows` -> new id."""
     specs = []
     for k, lo in enumerate(range(0, file_idx.size, rows_per_shard)):
         f, r = file_idx[lo:lo + rows_per_shard], rows[lo:lo + rows_per_shard]
         by_file = np.argsort(f, kind="stable")  # rows of one file together, still in output order
-        spec = ShardSpec(str(folder), f"{prefix}-{k:05d}.parquet", compression, blank_text, columns)
+        spec = ShardSpec(str(folder), f"{prefix}-{k:05d}.parquet", compression, blank_text, columns, storage=storage)
         uniq, starts = np.unique(f[by_file], return_index=True)
         ends = np.append(starts[1:], f.size)
         spec.sources = [(files[u], r[by_file[s:e]]) for u, s, e in zip(uniq, starts, ends)]
@@ -151,52 +150,55 @@ def partition_slug(value: str | None) -> str:
     return re.sub(r"[^a-z0-9]+", "-", (value or "none").lower()).strip("-") or "none"
 
 
-def _kept_specs(files: Sequence[str], keys: pa.Table, kept: np.ndarray, out: Path, rows_per_shard: int,
-                compression: str, columns: pa.Schema, partition_by: str | None, new_ids: dict[int, str]) -> list[ShardSpec]:
+def _kept_specs(files: Sequence[str], keys: pa.Table, kept: np.ndarray, out: str, rows_per_shard: int,
+                compression: str, columns: pa.Schema, partition_by: str | None, new_ids: dict[int, str],
+                storage: Storage) -> list[ShardSpec]:
     """Kept rows in output order; with `partition_by`, one run of shards per value of that column
     (`shard-<value>-00000.parquet`, values in sorted order), so a shard holds one value.
     `new_ids`: position among the kept rows -> new id."""
     file_idx, rows = keys.column("_file").to_numpy()[kept], keys.column("_row").to_numpy()[kept]
     if partition_by is None:
-        return _specs(files, file_idx, rows, out / "shards", "shard", rows_per_shard, compression, False, columns, new_ids)
+        return _specs(files, file_idx, rows, join(out, "shards"), "shard", rows_per_shard, compression, False, columns, new_ids,
+                      storage)
     values = np.asarray(pc.fill_null(keys.column(partition_by), "").to_numpy(zero_copy_only=False)[kept], dtype=object)
     specs = []
     for value in sorted(set(values)):
         sel = values == value
         rank = np.cumsum(sel) - 1  # position among this value's rows
-        part = _specs(files, file_idx[sel], rows[sel], out / "shards", f"shard-{partition_slug(value or None)}",
+        part = _specs(files, file_idx[sel], rows[sel], join(out, "shards"), f"shard-{partition_slug(value or None)}",
                       rows_per_shard, compression, False, columns,
-                      {int(rank[i]): v for i, v in new_ids.items() if sel[i]})
+                      {int(rank[i]): v for i, v in new_ids.items() if sel[i]}, storage)
         for spec in part:
             spec.partition = value or None
         specs += part
     return specs
 
 
-def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compression: str, rejected_text: bool,
-                columns: pa.Schema = schema.DOC_SCHEMA, partition_by: str | None = None,
+def plan_shards(files: Sequence[str], out: Path | str, rows_per_shard: int, compression: str, rejected_text: bool,
+                columns: pa.Schema = schema.DOC_SCHEMA, storage: Storage = LOCAL, partition_by: str | None = None,
                 redact_rejected: PiiConfig | None = None) -> ShardPlan:
     """Read the sort keys of every row and cut the kept and rejected rows into shard specs.
     `partition_by`: a column whose values get shard runs of their own (kept rows);
     `redact_rejected`: the PII settings to apply to rejected rows that never reached the PII stage."""
-    keys = _read_keys(files, [partition_by] if partition_by else [])
+    out = str(out)
+    keys = _read_keys(files, [partition_by] if partition_by else [], storage)
     keys = keys.take(pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in SORT_KEYS]))
     reason = keys.column(schema.DROP_REASON)
     reasons = Counter({r["values"]: r["counts"] for r in pc.value_counts(reason).to_pylist()})
     kept = pc.is_null(reason).to_numpy(zero_copy_only=False)
     file_idx, rows = keys.column("_file").to_numpy(), keys.column("_row").to_numpy()
-    renamed = _repeated_ids(files, keys)
+    renamed = _repeated_ids(files, keys, storage)
     # Positions in the sorted keys -> positions among the kept or among the rejected rows.
     rank = np.empty(keys.num_rows, np.int64)
     rank[kept], rank[~kept] = np.arange(int(kept.sum())), np.arange(int((~kept).sum()))
     new_kept = {int(rank[i]): v for i, v in renamed.items() if kept[i]}
     new_rejected = {int(rank[i]): v for i, v in renamed.items() if not kept[i]}
-    rejected = _specs(files, file_idx[~kept], rows[~kept], out / "rejected", "rejected", rows_per_shard, compression,
-                      not rejected_text, columns, new_rejected)
+    rejected = _specs(files, file_idx[~kept], rows[~kept], join(out, "rejected"), "rejected", rows_per_shard, compression,
+                      not rejected_text, columns, new_rejected, storage)
     for spec in rejected:
         spec.redact = redact_rejected
     return ShardPlan(
-        kept=_kept_specs(files, keys, kept, out, rows_per_shard, compression, columns, partition_by, new_kept),
+        kept=_kept_specs(files, keys, kept, out, rows_per_shard, compression, columns, partition_by, new_kept, storage),
         rejected=rejected,
         reasons=reasons,
         rows=keys.num_rows,
@@ -204,9 +206,9 @@ def plan_shards(files: Sequence[str], out: Path, rows_per_shard: int, compressio
     )
 
 
-def _read_rows(path: str, rows: np.ndarray, columns: pa.Schema) -> pa.Table:
+def _read_rows(path: str, rows: np.ndarray, columns: pa.Schema, storage: Storage = LOCAL) -> pa.Table:
     """`rows` of one Parquet file, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(storage.open(path))  # the file closes with `pf`
     md = pf.metadata
     bounds = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
     first = int(np.searchsorted(bounds, rows.min(), side="right") - 1)
@@ -217,7 +219,7 @@ def _read_rows(path: str, rows: np.ndarray, columns: pa.Schema) -> pa.Table:
 
 def write_shard(spec: ShardSpec) -> dict:
     """Build and write one shard; returns its manifest entry plus kept tokens per domain."""
-    parts = [_read_rows(path, rows, spec.columns) for path, rows in spec.sources]
+    parts = [_read_rows(path, rows, spec.columns, spec.storage) for path, rows in spec.sources]
     table = pa.concat_tables(parts).take(pa.array(spec.order)) if parts else schema.empty(spec.columns)
     if spec.new_ids:
         ids = table.column(schema.ID).to_pylist()
@@ -229,16 +231,16 @@ def write_shard(spec: ShardSpec) -> dict:
         table = schema.set_column(table, schema.TEXT, pa.nulls(table.num_rows, pa.large_string()))
     elif spec.redact is not None:
         table = _redact_unredacted(table, spec.redact)
-    path = Path(spec.folder) / spec.name
-    write_table_atomic(table.combine_chunks(), path, spec.compression)
+    path = join(spec.folder, spec.name)
+    write_table_atomic(table.combine_chunks(), path, spec.compression, spec.storage)
     domains: Counter = Counter()
     for dom, t in zip(table.column(schema.DOMAIN).to_pylist(), tokens):
         domains[dom or "<none>"] += t
     entry = {
-        "path": f"{Path(spec.folder).name}/{spec.name}",
+        "path": f"{basename(spec.folder)}/{spec.name}",
         "rows": table.num_rows,
         "tokens": int(sum(tokens)),
-        "bytes": path.stat().st_size,
+        "bytes": spec.storage.size(path),
         "domain_tokens": dict(domains),
     }
     if spec.partition is not None:
