@@ -393,7 +393,7 @@ class Runner:
         return report if rows == report["rows"] else None
 
     # -- phases ------------------------------------------------------------------------------
-    def _run_per_document(self, pending: list[InputFile], num_cpus: int) -> None:
+    def _run_per_document(self, pending: list[InputFile], num_cpus: int, wait_for_actors: bool = True) -> None:
         """Read, extract and filter every pending input into part files."""
         import ray
         import ray.data
@@ -414,7 +414,10 @@ class Runner:
         ds.context.target_max_block_size = READ_BLOCK_BYTES
         # Every actor of a fixed pool is up before the first batch is handed out: otherwise the
         # actor that starts first (on a cluster, often on one node) takes the whole of a small run.
-        ds.context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
+        # Not on a redo after a lost worker: the lost attempt's actors may still hold their CPUs
+        # while Ray tears them down, and a blocking wait for the new pool would then never end.
+        if wait_for_actors:
+            ds.context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
         with warnings.catch_warnings():
             # Ray 2.60 takes `max_restarts` only among the "ray_remote_args" it deprecates (no
             # named parameter yet); the restarts must be off (see _run_per_document_surviving).
@@ -470,7 +473,7 @@ class Runner:
         todo = pending
         for attempt in range(1, WORKER_LOSS_ATTEMPTS + 1):
             try:
-                self._run_per_document(todo, num_cpus)
+                self._run_per_document(todo, num_cpus, wait_for_actors=attempt == 1)
             except Exception as err:
                 if attempt == WORKER_LOSS_ATTEMPTS or not _worker_lost(err):
                     raise
