@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_topics.py [--data ../shared/data] [--wiki 400]
 
 On one core (torch and fastText with one thread): trafilatura extraction of the real pages of
-`real-pages.warc.gz` (the pipeline's Extract stage), the zero-shot embedding labeller on their
-texts plus `--wiki` Wikipedia articles, a fastText student distilled from the embedding labels of
+`real-pages.warc.gz` (the pipeline's Extract stage), the supervised labeller (the default: MiniLM,
+page-structure features, the shipped heads) and the zero-shot embedding labeller on their texts
+plus `--wiki` Wikipedia articles, a fastText student distilled from the embedding labels of
 those documents minus the evaluation pages, and the student's agreement with its teacher and its
 accuracy on the held-out evaluation pages, which it never saw. "adds to a run" = labeller seconds per document / extraction seconds per
 document: the share the labeller adds to the per-document work of a run.
@@ -28,6 +29,7 @@ from curate.classifiers.topics import (
     EmbeddingLabeller,
     FastTextLabeller,
     Labels,
+    SupervisedLabeller,
     TopicsConfig,
     distill,
     document_inputs,
@@ -78,6 +80,8 @@ def main() -> None:
     inputs = document_inputs(texts, urls, cfg)
     (teacher_model, load_s, _) = timed(EmbeddingLabeller, cfg, load_taxonomy())
     teacher, emb_wall, emb_cpu = timed(teacher_model.label, inputs)
+    supervised_model = SupervisedLabeller(cfg, load_taxonomy())
+    _, sup_wall, sup_cpu = timed(supervised_model.label_documents, texts, urls)
     train_idx = [i for i, u in enumerate(unseen) if u]
     pick = lambda xs: [xs[i] for i in train_idx]  # noqa: E731
     train_teacher = Labels(pick(teacher.topic), teacher.topic_score[train_idx], pick(teacher.format), teacher.format_score[train_idx])
@@ -93,7 +97,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the core count: figures are skewed)")
     print(f"extraction (trafilatura): {n_pages} pages, {n_pages / ext_wall:.1f} docs/s per core "
           f"({1000 * per_doc_extract:.1f} ms/doc wall, {1000 * ext_cpu / n_pages:.1f} ms CPU)")
-    for name, wall, cpu in (("embedding (MiniLM, 128 word pieces)", emb_wall, emb_cpu), ("fastText student", ft_wall, ft_cpu)):
+    for name, wall, cpu in (("supervised heads (MiniLM + structure features, the default)", sup_wall, sup_cpu),
+                            ("embedding zero-shot (MiniLM, 128 word pieces)", emb_wall, emb_cpu),
+                            ("fastText student", ft_wall, ft_cpu)):
         print(f"{name}: {n} docs, {n / wall:.1f} docs/s per core wall, {n / cpu:.1f} per CPU-second "
               f"({1000 * wall / n:.2f} ms/doc wall, {1000 * cpu / n:.2f} ms CPU); adds {100 * (wall / n) / per_doc_extract:.1f}% "
               f"(wall) / {100 * cpu / n / (ext_cpu / n_pages):.1f}% (CPU) to the per-document work of extraction")
