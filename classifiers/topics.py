@@ -43,10 +43,10 @@ from curate.config_base import StrictModel
 from curate.classifiers.topics_head import (
     DEFAULT_HEAD,
     STRUCTURE_WIDTH,
-    input_fingerprint,
     load_heads,
     softmax,
     structure_features,
+    taxonomy_fingerprint,
 )
 from curate.pipeline.stage import Stage
 
@@ -214,9 +214,8 @@ class EmbeddingLabeller(_ReadsInputs):
         self.model = SentenceTransformer(str(bundled_model_dir()), device="cpu", local_files_only=True)
         self.model.max_seq_length = cfg.max_tokens
         self.labels = {axis: list(taxonomy.axis(axis)) for axis in AXES}
-        self.fingerprint = input_fingerprint(
-            {axis: [[label, *c.descriptions] for label, c in taxonomy.axis(axis).items()] for axis in AXES},
-            {"max_chars": cfg.max_chars, "max_tokens": cfg.max_tokens, "use_url": cfg.use_url})
+        self.fingerprint = taxonomy_fingerprint(
+            {axis: [[label, *c.descriptions] for label, c in taxonomy.axis(axis).items()] for axis in AXES})
         self.prototypes = {axis: self._prototypes(taxonomy.axis(axis)) for axis in AXES}
         self.log_priors = {axis: _log_priors(taxonomy.axis(axis)) for axis in AXES}
 
@@ -317,9 +316,8 @@ class SupervisedLabeller:
         path = Path(cfg.head) if cfg.head is not None else DEFAULT_HEAD
         self.heads, fingerprint = load_heads(path, AXES)
         if fingerprint != self.zero_shot.fingerprint:
-            raise ValueError(f"classifiers.topics.head {path}: trained on another taxonomy or other input settings "
-                             "(taxonomy, max_chars, max_tokens, use_url); train one for these with `curate topics train` "
-                             "or use backend: embedding")
+            raise ValueError(f"classifiers.topics.head {path}: trained on another taxonomy; train one for this "
+                             "taxonomy with `curate topics train --taxonomy ...` or use backend: embedding")
 
     def label_documents(self, texts: Sequence[str | None], urls: Sequence[str | None]) -> Labels:
         x = document_features(self.zero_shot, texts, urls)

@@ -147,10 +147,10 @@ def fit_softmax(x: np.ndarray, y: Sequence[str], l2: float, balance: float = 0.0
     return SoftmaxHead(labels, res.x[: d * k].reshape(d, k), res.x[d * k:], mean, scale)
 
 
-def input_fingerprint(categories: dict[str, list[list[str]]], settings: dict[str, object]) -> str:
-    """What the features of a document depend on besides the document (the taxonomy's labels and
-    descriptions, how much of the text is read): a head only fits the inputs it was trained on."""
-    return hashlib.sha256(json.dumps([categories, settings], sort_keys=True).encode()).hexdigest()[:16]
+def taxonomy_fingerprint(categories: dict[str, list[list[str]]]) -> str:
+    """Which zero-shot similarities a head reads (the taxonomy's labels and descriptions, in
+    order): a head only fits the taxonomy it was trained with."""
+    return hashlib.sha256(json.dumps(categories, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def save_heads(path: Path, heads: dict[str, SoftmaxHead], fingerprint: str, meta: dict) -> Path:
