@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -169,9 +170,8 @@ def pool(run_dir, tmp_path_factory) -> TokenPool:
 
 def test_pool_holds_every_document_followed_by_eos(pool):
     assert pool.num_docs > 150 and set(pool.groups) == {WIKI_DOMAIN, "commoncrawl.example"}
-    ends = pool.starts + pool.lengths - 1
-    assert np.all(pool.tokens[ends] == pool.eos)
-    first = pool.tokens[pool.starts[0] : ends[0]]
+    assert all(pool.document(d)[-1] == pool.eos and pool.eos not in pool.document(d)[:-1] for d in range(pool.num_docs))
+    first = pool.document(0)[:-1]
     assert pool.tok.decode(first.tolist()).startswith(pool.tok.decode(first[:5].tolist()))
 
 
@@ -188,7 +188,8 @@ def test_packed_stream_is_deterministic_and_prefix_stable(pool, seed, i):
 def test_packed_stream_without_shuffle_is_the_pool_in_order(pool):
     s = PackedStream(pool, 32, seed=0, shuffle=False)
     flat = np.concatenate([s.sequence(k) for k in range(10)])
-    assert np.array_equal(flat, np.asarray(pool.tokens[:320]))
+    in_order = np.concatenate([pool.document(d) for d in range(40)])
+    assert np.array_equal(flat, in_order[:320])
 
 
 def test_mixture_weights_set_the_token_shares(pool):
@@ -275,6 +276,47 @@ def test_per_row_weights_set_the_token_shares_of_every_epoch(run_dir, pool, tmp_
         read_documents([run_dir / "heldout.jsonl"], weight_column="weight")
 
 
+def test_each_shard_is_tokenized_once_into_a_cached_token_file_the_anneal_pool_reuses(run_dir, tmp_path):
+    """Token files on disk, one per input file, keyed by its fingerprint: a second setup (a
+    resume) tokenizes nothing, a changed shard re-tokenizes only itself, and the anneal pool's
+    rows are documents of the main pool's own files."""
+    from curate.train.loop import Trainer
+
+    cfg, inputs = tiny(run_dir, tmp_path / "model", anneal={"fraction": 0.25, "min_score": 0.5})
+    first = Trainer(cfg, inputs)
+    first.setup()
+    files = sorted((tmp_path / "model" / "tokens" / "files").iterdir())
+    assert len(files) == 3 + 1  # the three shards and the held-out file; annealing added none
+    assert {s.folder for s in first.anneal_pool.segments} == {s.folder for s in first.main_pool.segments}
+    shard = sorted((run_dir / "shards").glob("*.parquet"))[0]
+    seg = first.main_pool.segments[0]
+    assert seg.source == str(shard)
+    want = [t for t in pq.read_table(shard, columns=["text"]).column("text").to_pylist() if t.strip()]
+    got = [first.tokenizer.decode(seg.tokens[a : a + n - 1].tolist()) for a, n in zip(seg.starts, seg.lengths)]
+    assert got == want  # every document of the shard, in order, nothing lost
+    hq = pq.read_table(run_dir / "shards", columns=["wiki_score"]).column("wiki_score").to_numpy()
+    assert first.anneal_pool.num_docs == int((hq >= 0.5).sum()) < first.main_pool.num_docs
+
+    written = {p.name: (p / "tokens.bin").stat().st_mtime_ns for p in files}
+    again = Trainer(cfg, inputs)
+    again.setup()
+    assert again.main_pool.key == first.main_pool.key
+    assert {p.name: (p / "tokens.bin").stat().st_mtime_ns for p in files} == written  # nothing re-tokenized
+
+    moved = tmp_path / "run"
+    shutil.copytree(run_dir / "shards", moved / "shards")
+    shutil.copy(run_dir / "heldout.jsonl", moved / "heldout.jsonl")
+    cfg2, inputs2 = tiny(moved, tmp_path / "model", anneal={"fraction": 0.25, "min_score": 0.5},
+                         data={"paths": [str(moved / "shards" / "*.parquet")]})
+    table = pq.read_table(moved / "shards" / shard.name)
+    pq.write_table(table.slice(0, table.num_rows - 5), moved / "shards" / shard.name)
+    changed = Trainer(cfg2, inputs2)
+    changed.setup()
+    fresh = [s.folder.name for s in changed.main_pool.segments if s.folder.name not in written]
+    assert len(fresh) == 3  # the moved files are new inputs to the cache...
+    assert changed.main_pool.num_docs == first.main_pool.num_docs - 5  # ...and the cut shard is read as it is now
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -331,12 +373,15 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(run_dir, tmp_path):
     stopped = train(cfg2, inputs2, stop_after_step=5)  # checkpoint at 4 and at the stop (5)
     assert sorted(p.name for p in stopped.iterdir()) == ["step-000004.pt", "step-000005.pt"]
     (stopped / "step-000005.pt").unlink()  # lose the last one: resume from step 4, redo step 5
+    import torch
+
+    saved = torch.load(stopped / "step-000004.pt", weights_only=True)  # plain data: loading runs no code
+    assert saved["step"] == 4 and isinstance(saved["rng"]["numpy"]["keys"], torch.Tensor)
     train(cfg2, inputs2)
     a, b = losses(tmp_path / "straight"), losses(tmp_path / "interrupted")
     assert list(a) == list(b) == list(range(1, 13))
     for step in a:
         assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])
-    import torch
     from safetensors.torch import load_file
 
     wa = load_file(tmp_path / "straight" / "final" / "model.safetensors")
