@@ -6,6 +6,8 @@ import gzip
 import json
 import math
 import shutil
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from curate.train.schedule import LRSchedule
 from curate.train.tokenizer import EOS, load_tokenizer, train_bpe
 
 WIKI_DOMAIN = "en.wikipedia.org"
+sys.path.insert(0, str(Path(__file__).parent))  # wiki_server
 
 
 def _real_rows(shared_data: Path) -> list[dict]:
@@ -315,6 +318,60 @@ def test_each_shard_is_tokenized_once_into_a_cached_token_file_the_anneal_pool_r
     fresh = [s.folder.name for s in changed.main_pool.segments if s.folder.name not in written]
     assert len(fresh) == 3  # the moved files are new inputs to the cache...
     assert changed.main_pool.num_docs == first.main_pool.num_docs - 5  # ...and the cut shard is read as it is now
+
+
+@pytest.fixture(scope="module")
+def wiki_api(shared_data):
+    """A MediaWiki-API-shaped server on 127.0.0.1 over the real articles of the shared sample."""
+    from wiki_server import WikiServer
+
+    with gzip.open(shared_data / "wikipedia" / "enwiki-sample.jsonl.gz", "rt") as fh:
+        server = WikiServer([json.loads(line) for line in fh])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def test_the_wikipedia_eval_set_is_fetched_once_from_the_api_into_the_cache(wiki_api, tmp_path):
+    from curate.pipeline.sources import RetryPolicy
+    from curate.train.wikipedia import fetch_wikipedia
+
+    wiki_api.faults[:] = ["503", "429"]  # the first answers fail: retried
+    path = fetch_wikipedia(tmp_path / "cache", articles=20, seed=3, min_chars=1500, api_url=wiki_api.api_url,
+                                policy=RetryPolicy(retries=3, backoff_s=0.01))
+    with gzip.open(path, "rt") as fh:
+        got = [json.loads(line) for line in fh]
+    by_title = dict(zip(wiki_api.titles, wiki_api.pages))
+    assert len(got) == 20 == len({g["id"] for g in got})
+    assert all(g["text"] == by_title[g["title"]]["text"].strip() and len(g["text"]) >= 1500 for g in got)  # real, no stubs
+    assert len(wiki_api.log) > 22  # stubs and repeats were skipped on the way
+    requests = len(wiki_api.log)
+    assert fetch_wikipedia(tmp_path / "cache", articles=20, seed=3, min_chars=1500, api_url=wiki_api.api_url) == path
+    assert len(wiki_api.log) == requests  # cached: nothing fetched again
+    from curate.pipeline.sources import TransferError
+
+    with pytest.raises(TransferError, match="found"):  # a wiki without enough long articles fails, naming why
+        fetch_wikipedia(tmp_path / "other", articles=5, min_chars=10**7, api_url=wiki_api.api_url)
+    assert not (tmp_path / "other").exists()
+
+
+def test_fetched_wikipedia_sets_are_the_eval_set_and_a_disjoint_anneal_pool(run_dir, wiki_api, tmp_path):
+    """`eval.wikipedia` / `anneal.wikipedia`: a config that needs no local eval or anneal file."""
+    from curate.train.wikipedia import article_ids
+    from curate.train.loop import Trainer
+
+    wiki = {"articles": 12, "min_chars": 1000, "cache": str(tmp_path / "cache"), "api_url": wiki_api.api_url}
+    cfg, inputs = tiny(run_dir, tmp_path / "model", eval={"paths": [], "wikipedia": wiki},
+                       anneal={"fraction": 0.25, "wikipedia": {**wiki, "articles": 30}})
+    trainer = Trainer(cfg, inputs)
+    trainer.setup()
+    [eval_file] = [s.source for s in trainer.eval_pool.segments]
+    [anneal_file] = [s.source for s in trainer.anneal_pool.segments]
+    assert eval_file == str(tmp_path / "cache" / "enwiki-12-articles-seed0.jsonl.gz")
+    assert trainer.eval_pool.num_docs == 12 and trainer.anneal_pool.num_docs == 30
+    assert not article_ids(Path(eval_file)) & article_ids(Path(anneal_file))  # the held-out part stays held out
+    assert trainer.evaluate()["eval_loss"] > 0
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -220,14 +220,34 @@ class Trainer:
             for url, seg in self._segments(self.inputs.data_paths, main_group, main_weight):
                 segments.append(seg)
                 selections.append(select_documents(seg, url, flt, self.inputs.storage))
-        if self.inputs.anneal_paths:
-            for _, seg in self._segments(self.inputs.anneal_paths):
+        if self.anneal_paths:
+            for _, seg in self._segments(self.anneal_paths):
                 segments.append(seg)
                 selections.append(None)
         pool = TokenPool(segments, selections, name="anneal", with_weights=False)  # drawn uniformly, not by the mixture
         if pool.num_docs == 0:
             raise ValueError("the annealing pool is empty: no row passes anneal.min_score / anneal.domains and no anneal.paths")
         return pool
+
+    def _fetched_wikipedia(self) -> tuple[list[str], list[str]]:
+        """(eval files, anneal files) of `eval.wikipedia` / `anneal.wikipedia`: fetched once by
+        rank 0, the anneal set excluding every eval article."""
+        from curate.train.wikipedia import article_ids, fetch_wikipedia
+
+        def fetch(wiki, exclude: set[str] | None = None) -> Path:
+            return fetch_wikipedia(Path(wiki.cache), articles=wiki.articles, seed=wiki.seed, min_chars=wiki.min_chars,
+                                   api_url=wiki.api_url, exclude=exclude)
+
+        def both() -> tuple[list[str], list[str]]:
+            evals = [fetch(self.cfg.eval.wikipedia)] if self.cfg.eval.wikipedia else []
+            held_out = article_ids(evals[0]) if evals else None
+            anneal = [fetch(self.cfg.anneal.wikipedia, held_out)] if self.cfg.anneal.wikipedia and self.cfg.anneal.fraction > 0 else []
+            return [str(p) for p in evals], [str(p) for p in anneal]
+
+        if self.dist.is_main:
+            both()
+        self._barrier()
+        return both()  # cached now: no request
 
     def setup(self) -> None:
         cfg = self.cfg
@@ -238,12 +258,14 @@ class Trainer:
         if not self.dist.is_main:
             self.tokenizer = load_tokenizer(self.out / "tokenizer")
 
+        fetched_eval, fetched_anneal = self._fetched_wikipedia()
+        self.eval_paths, self.anneal_paths = self.inputs.eval_paths + fetched_eval, self.inputs.anneal_paths + fetched_anneal
         mixture = read_mixture(self.inputs.manifest, self.inputs.storage) if cfg.data.use_mixture else None
         self.mixture = mixture
         group, weight = (mixture.column, mixture.weight_column) if mixture else (None, None)
         self.main_pool = self._pool("main", self.inputs.data_paths, group, weight)
         self.anneal_pool = self._anneal_pool(group, weight)
-        self.eval_pool = self._pool("eval", self.inputs.eval_paths) if self.inputs.eval_paths else None
+        self.eval_pool = self._pool("eval", self.eval_paths) if self.eval_paths else None
 
         world = self.dist.world_size
         self.tokens_per_step = cfg.seq_len * cfg.micro_batch_size * cfg.grad_accum * world
