@@ -27,7 +27,9 @@ from curate.train.schedule import LRSchedule
 from curate.train.tokenizer import EOS, load_tokenizer, train_bpe
 
 WIKI_DOMAIN = "en.wikipedia.org"
-sys.path.insert(0, str(Path(__file__).parent))  # wiki_server
+sys.path.insert(0, str(Path(__file__).parent))  # wiki_server, the S3 server fixture
+
+from test_pipeline_storage import BUCKET, s3_endpoint  # noqa: E402,F401  (a fixture: moto on 127.0.0.1)
 
 
 def _real_rows(shared_data: Path) -> list[dict]:
@@ -372,6 +374,37 @@ def test_fetched_wikipedia_sets_are_the_eval_set_and_a_disjoint_anneal_pool(run_
     assert trainer.eval_pool.num_docs == 12 and trainer.anneal_pool.num_docs == 30
     assert not article_ids(Path(eval_file)) & article_ids(Path(anneal_file))  # the held-out part stays held out
     assert trainer.evaluate()["eval_loss"] > 0
+
+
+def test_shards_on_an_object_store_are_streamed_into_the_same_token_files(run_dir, s3_endpoint, tmp_path):
+    """A run whose output.path is s3:// (moto on 127.0.0.1): shards and manifest read through the
+    storage layer, token files local, tokens equal to those of the local files."""
+    import uuid
+
+    from curate.pipeline.storage import Storage
+    from curate.train.data import tokenize_file
+    from curate.train.loop import Trainer
+
+    storage = Storage({"endpoint_url": s3_endpoint})
+    base = f"s3://{BUCKET}/train-{uuid.uuid4().hex[:8]}"
+    local = sorted((run_dir / "shards").glob("*.parquet"))
+    for shard in local:
+        storage.write_bytes(f"{base}/shards/{shard.name}", shard.read_bytes())
+    storage.write_bytes(f"{base}/manifest.json", (run_dir / "manifest.json").read_bytes())
+    cfg, _ = tiny(run_dir, tmp_path / "model", anneal={"fraction": 0.25, "min_score": 0.5})
+    inputs = resolve_inputs(cfg, base, storage)
+    inputs.eval_paths = [str(run_dir / "heldout.jsonl")]
+    trainer = Trainer(cfg, inputs)
+    trainer.setup()
+    assert [s.source for s in trainer.main_pool.segments] == [f"{base}/shards/{p.name}" for p in local]
+    assert trainer.mixture == Mixture("domain", {WIKI_DOMAIN: 0.6, "commoncrawl.example": 0.4})  # the manifest, from the store
+    for seg, shard in zip(trainer.main_pool.segments, local):
+        here = tokenize_file(tmp_path / "local", str(shard), trainer.tokenizer, group_column="domain")
+        assert np.array_equal(seg.tokens, here.tokens) and np.array_equal(seg.rows, here.rows)
+    hq = pq.read_table(run_dir / "shards", columns=["wiki_score"]).column("wiki_score").to_numpy()
+    assert trainer.anneal_pool.num_docs == int((hq >= 0.5).sum())
+    with pytest.raises(ValueError, match="output_dir is not set"):
+        resolve_inputs(TrainConfig.model_validate({"max_steps": 1}), base, storage)
 
 
 # ----------------------------------------------------------------------------- end to end
