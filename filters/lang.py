@@ -187,7 +187,12 @@ class Cld2Backend:
                 out.append([])
                 continue
             weight = 1.0 if reliable else self.UNRELIABLE_WEIGHT
-            pairs = [(self.CODES.get(code, code), percent / 100 * weight) for _, code, percent, _ in top if code != "un"]
+            shares: dict[str, float] = {}
+            for _, label, percent, _ in top:  # zh and zh-Hant are shares of one language
+                code = self.CODES.get(label, label)
+                if code != "un":
+                    shares[code] = shares.get(code, 0.0) + percent / 100 * weight
+            pairs = sorted(shares.items(), key=lambda kv: -kv[1])
             out.append(pairs if k < 0 else pairs[:k])
         return out
 
