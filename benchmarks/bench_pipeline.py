@@ -174,7 +174,7 @@ def curate_config(input_glob: str, output_dir: Path, workers: int, variant: str)
                     "repair_mojibake": False},  # datatrove has no such step
         "filters": {
             "url": off,
-            "language": {"keep": ["en"], "min_score": 0.65, "prefilter": variant != "full"},
+            "language": {"backend": "fasttext", "keep": ["en"], "min_score": 0.65, "prefilter": variant != "full"},
             "c4": {"filter_no_terminal_punct": False},
             "pii": {"email": True, "ip": True, "phone": False, "card": False},
         },
