@@ -35,8 +35,9 @@ def real_pages(shared_data: Path) -> pa.Table:
     return _read(shared_data / "real-pages.warc.gz", _cfg())
 
 
-def test_the_prefilter_never_decides_a_page_the_full_path_keeps_for_its_language(real_pages):
-    cfg = _cfg()
+@pytest.mark.parametrize("backend", ["cld2", "fasttext"])
+def test_the_prefilter_never_decides_a_page_the_full_path_keeps_for_its_language(real_pages, backend):
+    cfg = _cfg(filters={"language": {"backend": backend}})
     pre = LanguagePrefilter(cfg.filters.language)(real_pages)
     decided = pre.filter(pa.array([bool(r and r.startswith("lang_prefilter:")) for r in pre.column(schema.DROP_REASON).to_pylist()]))
     # it takes a real share of the work away from trafilatura, over several languages
@@ -57,13 +58,14 @@ def test_the_prefilter_leaves_pages_alone_without_a_keep_list_or_a_page(real_pag
     assert LanguagePrefilter(_cfg().filters.language)(text_only).equals(text_only)
 
 
-def test_the_prefilter_reads_pages_with_lid176_whatever_backend_the_language_filter_uses(real_pages):
-    # It reads every page, so it stays on the cheap model; its keep-list is the section's own.
+def test_the_prefilter_reads_pages_with_lid176_when_the_language_filter_uses_heliport(real_pages):
+    # It reads every page, so it stays on a cheap model; its keep-list is the section's own.
     heliport = LanguagePrefilter(_cfg(filters={"language": {"backend": "heliport"}}).filters.language)
     assert isinstance(heliport.lid.backend, FastTextBackend) and heliport.keep == {"en"}
     pages = real_pages.slice(0, 60)
     decided = heliport(pages).column(schema.DROP_REASON)
-    assert decided.equals(LanguagePrefilter(_cfg().filters.language)(pages).column(schema.DROP_REASON))
+    lid176 = LanguagePrefilter(_cfg(filters={"language": {"backend": "fasttext"}}).filters.language)
+    assert decided.equals(lid176(pages).column(schema.DROP_REASON))
     assert decided.null_count < len(decided)
 
 
