@@ -90,10 +90,10 @@ def main() -> int:
 
     import ray
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-resume-"))
     t0 = time.perf_counter()
     ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray_start = time.perf_counter() - t0
+    tmp = Path(tempfile.mkdtemp(prefix="bench-resume-"))
     try:
         first_raw = config(tmp, args.pages, args.topics)
         changed = copy.deepcopy(first_raw)

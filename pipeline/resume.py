@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from curate import schema
 from curate.pipeline import registry
 from curate.pipeline.sources import InputFile
-from curate.pipeline.storage import COMMIT_MARKER, Storage, join
+from curate.pipeline.storage import COMMIT_MARKER, Storage, basename, join
 
 #: The last stage of the cached prefix: the expensive one.
 CACHED_STAGE = "extract"
@@ -171,7 +171,7 @@ class ExtractionCache:
     def drop_others(self) -> None:
         """One generation is kept: the caches of other extraction settings go."""
         for folder in self.storage.glob(join(self.root, "extract-*")):
-            if folder.rstrip("/") != self.folder.rstrip("/"):
+            if basename(folder) != basename(self.folder):  # glob's paths are absolute, the config's may not be
                 self.storage.rmtree(folder)
 
     def bytes_and_rows(self) -> tuple[int, int]:

@@ -53,7 +53,7 @@ from curate.pipeline.resume import (
 from curate.pipeline.shards import write_table_atomic
 from curate.pipeline.sources import InputFile, RetryPolicy, TransferError, open_input, resolve_inputs
 from curate.pipeline.stage import Resources, Stage
-from curate.pipeline.storage import COMMIT_MARKER, LOCAL, Storage, is_local, join
+from curate.pipeline.storage import COMMIT_MARKER, LOCAL, Storage, basename, is_local, join
 
 log = logging.getLogger(__name__)
 
@@ -597,7 +597,7 @@ class Runner:
         run_schema = registry.run_schema(self.cfg)
         folders = [join(self.global_dir, f"{k}-{stage.name}") for k, stage in enumerate(stages)]
         for stale in self.storage.glob(join(self.global_dir, "*")):  # stages no longer in the run
-            if stale.rstrip("/") not in folders:
+            if basename(stale) not in {basename(f) for f in folders}:  # glob's paths are absolute, the config's may not be
                 self.storage.rmtree(stale)
         current = files
         for stage, d, (_, fp) in zip(stages, folders, fingerprints):
