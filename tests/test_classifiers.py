@@ -150,7 +150,7 @@ def test_cross_validation_never_reads_the_held_out_side(aeb_labelled):
 def test_cv_command_searches_the_grid_and_skips_invalid_combinations(aeb_labelled, tmp_path):
     from curate.classifiers.cli import main
 
-    assert main(["classifier", "cv", str(aeb_labelled), "--folds", "3", "--held-out-fraction", "0.4", "--epoch", "5",
+    assert main(["classifier", "cv", str(aeb_labelled), "--folds", "2", "--held-out-fraction", "0.4", "--epoch", "5",
                  "--grid", "minn=0,3", "--grid", "maxn=0,5", "--out", str(tmp_path / "cv.json")]) == 0
     record = json.loads((tmp_path / "cv.json").read_text())
     # of the four (minn, maxn) pairs only "off" and 3..5 are valid settings
@@ -176,9 +176,14 @@ def test_a_labelled_set_with_a_missing_column_is_refused(tmp_path):
 def test_the_shipped_model_is_small_and_separates_held_out_domains():
     assert SHIPPED_MODEL.stat().st_size < 400_000
     ev = json.loads(SHIPPED_MODEL.with_suffix(".eval.json").read_text())
-    # the goal is 0.90; the shipped model reaches 0.897 (README): this guards against regressions
+    # the goal is 0.90; the shipped model reaches 0.911 on 96 held-out rows (README): the
+    # bound leaves room for that figure's noise, and guards against regressions
     assert ev["held_out"]["ftz"]["roc_auc"] > 0.85 and ev["split"]["held_out_domains"] > 30
     assert ev["settings"]["train_only_domains"] == ["wikipedia.org"]
+    # its settings were chosen by cross-validation on the training side, recorded next to it
+    selection = ev["model_selection"]
+    assert selection["chosen"] == {k: ev["settings"][k] for k in selection["grid"]}
+    assert selection["results"][0]["settings"] == selection["chosen"]
 
 
 def test_the_shipped_model_ranks_unseen_wikipedia_over_raw_web_text(shared_data):
