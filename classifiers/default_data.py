@@ -184,7 +184,9 @@ def _language_stage():
     from curate.filters.config import LanguageConfig
     from curate.filters.lang import LanguageID
 
-    return LanguageID(LanguageConfig(keep=["en"]))
+    # lid.176 pinned: the shipped model's set was built with it, so the pipeline's default LID
+    # changing (to cld2) does not change what `build-default` rebuilds.
+    return LanguageID(LanguageConfig(keep=["en"], backend="fasttext"))
 
 
 def _heuristic_stages(cfg) -> list:
