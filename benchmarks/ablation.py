@@ -138,6 +138,12 @@ def run_one(name: str, seed: int, data: Path, manifest: Path | None, tok: Path, 
             "seconds": time.perf_counter() - t0}
 
 
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def summarize(rows: list[dict], variant: str, key: str) -> tuple[float, float]:
     vals = [r[key] for r in rows if r["variant"] == variant]
     return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
@@ -156,6 +162,7 @@ def main() -> int:
     ap.add_argument("--anneal-fraction", type=float, default=0.2)
     ap.add_argument("--anneal-top", type=float, default=0.2, help="the annealing pool: this top fraction of (b) by wiki_score")
     ap.add_argument("--eval-sequences", type=int, default=512)
+    ap.add_argument("--jobs", type=int, default=2, help="runs at once (processes, one torch thread each)")
     args = ap.parse_args()
 
     run_dir = Path(args.run_dir)
@@ -209,12 +216,17 @@ def main() -> int:
         (out / "results.json").write_text(json.dumps({"args": vars(args), "median_wiki_score": median,
                                                       "anneal_min_score": anneal_min, "runs": runs}, indent=2))
 
-    for seed in range(args.seeds):
-        for name, data, man, anneal in variants:
-            r = run_one(name, seed, data, man, tok_path, wiki_eval, out / "runs", args, anneal, aeb_eval)
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # Every (seed, variant) run is independent: `--jobs` of them at once, one torch thread each.
+    with ProcessPoolExecutor(args.jobs, initializer=_one_torch_thread) as pool:
+        futures = [pool.submit(run_one, name, seed, data, man, tok_path, wiki_eval, out / "runs", args, anneal, aeb_eval)
+                   for seed in range(args.seeds) for name, data, man, anneal in variants]
+        for future in as_completed(futures):
+            r = future.result()
             rows.append(r)
-            print(f"  seed {seed} {name:16s} wiki ppl {r['eval_ppl']:8.2f} bpb {r['eval_bpb']:.4f} | AEB ppl {r['aeb_ppl']:8.2f} "
-                  f"bpb {r['aeb_bpb']:.4f}  ({r['steps']} steps, {r['seconds']:.0f}s)", flush=True)
+            print(f"  seed {r['seed']} {r['variant']:16s} wiki ppl {r['eval_ppl']:8.2f} bpb {r['eval_bpb']:.4f} | AEB ppl "
+                  f"{r['aeb_ppl']:8.2f} bpb {r['aeb_bpb']:.4f}  ({r['steps']} steps, {r['seconds']:.0f}s)", flush=True)
             write_results(rows)  # after every run: an interrupted ablation keeps what finished
 
     print(f"\n{args.tokens:,} training tokens, {args.seeds} seeds (mean ± sd):")
