@@ -107,6 +107,10 @@ class OutputConfig(StrictModel):
 class RayConfig(StrictModel):
     address: str | None = Field(None, description="join this cluster (also RAY_ADDRESS); None = start a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for the embedded local Ray (default: all)")
+    dashboard: bool = Field(
+        True, description="start Ray's dashboard with a local Ray; false: Ray keeps only a minimal dashboard process, "
+        "without the module processes and their CPU"
+    )
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8265, ge=0, le=65535)
     dashboard_auth: Literal["token", "off"] = Field(

@@ -34,7 +34,7 @@ def check(cfg: Config) -> None:
         except InputError as err:
             raise PreflightError(str(err)) from None
     check_output_folder(cfg)
-    if not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
+    if cfg.ray.dashboard and not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
         _dashboard_port_free(cfg.ray)
 
 
