@@ -14,7 +14,8 @@ half (`wikipedia_is_eval`) and the human-written AEB article bodies of the held-
 and every variant's training rows drop the held-out AEB domains (their pages are in
 real-pages.warc.gz). One BPE, trained on the raw text, serves every run.
 
-    .venv/bin/python benchmarks/ablation.py [--run-dir output/sample-scored] [--seeds 3] [--tokens 300000]
+    curate run benchmarks/data/ablation-run.yaml
+    .venv/bin/python benchmarks/ablation.py [--run-dir output/ablation-run] [--seeds 3] [--tokens 300000]
 """
 
 from __future__ import annotations
@@ -137,6 +138,12 @@ def run_one(name: str, seed: int, data: Path, manifest: Path | None, tok: Path, 
             "seconds": time.perf_counter() - t0}
 
 
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def summarize(rows: list[dict], variant: str, key: str) -> tuple[float, float]:
     vals = [r[key] for r in rows if r["variant"] == variant]
     return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
@@ -144,7 +151,7 @@ def summarize(rows: list[dict], variant: str, key: str) -> tuple[float, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run-dir", default="output/sample-scored", help="a finished `curate run` output whose rows have wiki_score")
+    ap.add_argument("--run-dir", default="output/ablation-run", help="a finished `curate run` output whose rows have wiki_score")
     ap.add_argument("--out", default=None, help="working folder (default <run-dir>/ablation)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=300_000, help="token budget per run")
@@ -155,6 +162,7 @@ def main() -> int:
     ap.add_argument("--anneal-fraction", type=float, default=0.2)
     ap.add_argument("--anneal-top", type=float, default=0.2, help="the annealing pool: this top fraction of (b) by wiki_score")
     ap.add_argument("--eval-sequences", type=int, default=512)
+    ap.add_argument("--jobs", type=int, default=2, help="runs at once (processes, one torch thread each)")
     args = ap.parse_args()
 
     run_dir = Path(args.run_dir)
@@ -202,13 +210,24 @@ def main() -> int:
                 ("filtered", out / "data" / "filtered.parquet", manifest, None),
                 ("filtered+top50", out / "data" / "top50.parquet", None, None),
                 ("filtered+anneal", out / "data" / "filtered.parquet", manifest, anneal_min))
-    rows = []
-    for seed in range(args.seeds):
-        for name, data, man, anneal in variants:
-            r = run_one(name, seed, data, man, tok_path, wiki_eval, out / "runs", args, anneal, aeb_eval)
+    rows: list[dict] = []
+
+    def write_results(runs: list[dict]) -> None:
+        (out / "results.json").write_text(json.dumps({"args": vars(args), "median_wiki_score": median,
+                                                      "anneal_min_score": anneal_min, "runs": runs}, indent=2))
+
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # Every (seed, variant) run is independent: `--jobs` of them at once, one torch thread each.
+    with ProcessPoolExecutor(args.jobs, initializer=_one_torch_thread) as pool:
+        futures = [pool.submit(run_one, name, seed, data, man, tok_path, wiki_eval, out / "runs", args, anneal, aeb_eval)
+                   for seed in range(args.seeds) for name, data, man, anneal in variants]
+        for future in as_completed(futures):
+            r = future.result()
             rows.append(r)
-            print(f"  seed {seed} {name:16s} wiki ppl {r['eval_ppl']:8.2f} bpb {r['eval_bpb']:.4f} | AEB ppl {r['aeb_ppl']:8.2f} "
-                  f"bpb {r['aeb_bpb']:.4f}  ({r['steps']} steps, {r['seconds']:.0f}s)", flush=True)
+            print(f"  seed {r['seed']} {r['variant']:16s} wiki ppl {r['eval_ppl']:8.2f} bpb {r['eval_bpb']:.4f} | AEB ppl "
+                  f"{r['aeb_ppl']:8.2f} bpb {r['aeb_bpb']:.4f}  ({r['steps']} steps, {r['seconds']:.0f}s)", flush=True)
+            write_results(rows)  # after every run: an interrupted ablation keeps what finished
 
     print(f"\n{args.tokens:,} training tokens, {args.seeds} seeds (mean ± sd):")
     for v, *_ in variants:
@@ -222,8 +241,6 @@ def main() -> int:
             verdict = "inside the noise" if abs(statistics.mean(d)) <= 2 * sd / math.sqrt(len(d)) or not math.isfinite(sd) else "outside the noise"
             print(f"  {label}: {a} - {b} per seed {', '.join(f'{x:+.2f}' for x in d)} (mean {statistics.mean(d):+.2f}, "
                   f"{b} better on {sum(x > 0 for x in d)}/{len(d)}; {verdict}: |mean| vs 2 standard errors)")
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "median_wiki_score": median,
-                                                  "anneal_min_score": anneal_min, "runs": rows}, indent=2))
     print(f"results: {out / 'results.json'}")
     return 0 if all(math.isfinite(r["eval_ppl"]) for r in rows) else 1
 

@@ -34,6 +34,31 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=name, type=type(field.default), help=f"{field.description or name} (default {field.default})")
 
 
+# The search `build-default` runs by cross-validation on its training side (README): how much of
+# the one big positive site (wikipedia.org, ~800 rows) the model sees. Small, since a fold trains
+# for ~1 min on 2 shared cores; character n-grams (minn/maxn) are left out of it because with them
+# a fold took ~5 min (quantization retraining the subwords) and scoring gets slower.
+DEFAULT_CV_GRID = ("max_rows_per_domain=0,100,200",)
+DEFAULT_CV_FOLDS = 4
+
+
+def parse_grid(specs: list[str]) -> dict[str, list]:
+    """`field=v1,v2` specs -> {field: [values]} typed by FastTextTrainConfig; errors name the field."""
+    from curate.classifiers.config import FastTextTrainConfig
+
+    grid: dict[str, list] = {}
+    for spec in specs:
+        name, _, values = spec.partition("=")
+        field = FastTextTrainConfig.model_fields.get(name.strip())
+        if field is None or not values or name.strip() == "train_only_domains":
+            raise SystemExit(f"--grid {spec!r}: expected FIELD=V1,V2,... with FIELD a single-valued training setting "
+                             f"({', '.join(n for n in FastTextTrainConfig.model_fields if n != 'train_only_domains')})")
+        kind = type(field.default)
+        parse = (lambda v: v.strip().lower() in ("1", "true", "yes")) if kind is bool else kind
+        grid[name.strip()] = [parse(v) for v in values.split(",")]
+    return grid
+
+
 def _print_eval(evaluation: dict, out: Path) -> None:
     s = evaluation["split"]
     print(f"split by domain: {s['train_rows']} training rows ({s['train_domains']} domains, {s['train_positives']} positive), "
@@ -68,6 +93,28 @@ def eval_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _select(table, base, grid_specs: list[str], folds: int, out: Path | None):
+    """The settings chosen by domain-grouped cross-validation on the training side, and the
+    selection's record (written to `out` when given)."""
+    from curate.classifiers.model import select_by_cv
+
+    grid = parse_grid(grid_specs)
+    print(f"model selection: {folds}-fold cross-validation by domain on the training side, grid {grid}")
+    best, results = select_by_cv(table, base, grid, folds)
+    record = {"folds": folds, "grid": grid, "chosen": {k: getattr(best, k) for k in grid}, "results": results}
+    print(f"chosen: {record['chosen']} (mean fold ROC AUC {results[0]['mean_roc_auc']:.4f} ± {results[0]['sd_roc_auc']:.4f})")
+    if out:
+        out.write_text(json.dumps(record, indent=2))
+    return best, record
+
+
+def cv_command(args: argparse.Namespace) -> int:
+    from curate.classifiers.model import read_labelled
+
+    _select(read_labelled(args.data), _train_settings(args), args.grid or [], args.folds, Path(args.out) if args.out else None)
+    return 0
+
+
 def build_default_command(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
@@ -88,8 +135,12 @@ def build_default_command(args: argparse.Namespace) -> int:
         (work / "labelled-counts.json").write_text(json.dumps(counts, indent=2))
     print("labelled set: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     cfg = FastTextTrainConfig(train_only_domains=[WIKIPEDIA_DOMAIN], held_out_fraction=args.held_out_fraction, seed=args.seed)
+    selection = None
+    if args.folds:  # chosen before the held-out side is ever scored
+        cfg, selection = _select(table, cfg, args.grid or list(DEFAULT_CV_GRID), args.folds, work / "model-selection.json")
     result = train_classifier(table, work, cfg, DEFAULT_MODEL_NAME)
     result.evaluation["labelled_set"] = counts
+    result.evaluation["model_selection"] = selection
     result.eval_path.write_text(json.dumps(result.evaluation, indent=2))
     # The package ships the quantized model and its evaluation; the .bin stays in the work folder.
     shutil.copyfile(result.ftz_path, out / f"{DEFAULT_MODEL_NAME}.ftz")
@@ -121,6 +172,14 @@ def add_subcommands(subparsers) -> None:
     _add_train_flags(e)
     e.set_defaults(func=eval_command)
 
+    v = sub.add_parser("cv", help="cross-validate settings by domain on the training side of the held-out split (never reads it)")
+    v.add_argument("data", help="labelled Parquet file")
+    v.add_argument("--folds", type=int, default=5)
+    v.add_argument("--grid", action="append", metavar="FIELD=V1,V2", help="a setting to search (repeatable); none: the given settings only")
+    v.add_argument("--out", help="JSON of every combination's cross-validated ROC AUC")
+    _add_train_flags(v)
+    v.set_defaults(func=cv_command)
+
     b = sub.add_parser("build-default", help="rebuild the shipped model offline from ../shared/data")
     b.add_argument("--shared-data", default="../shared/data")
     b.add_argument("--out", default=str(Path(__file__).resolve().parent / "models"))
@@ -128,6 +187,9 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--labelled", help="reuse the labelled.parquet of an earlier build (its --work folder)")
     b.add_argument("--held-out-fraction", type=float, default=0.4)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--folds", type=int, default=DEFAULT_CV_FOLDS, help="cross-validation folds of the settings search (0: no search, the defaults)")
+    b.add_argument("--grid", action="append", metavar="FIELD=V1,V2",
+                   help=f"settings searched (repeatable; default {' '.join(DEFAULT_CV_GRID)})")
     b.set_defaults(func=build_default_command)
 
 

@@ -113,8 +113,19 @@ class FastTextTrainConfig(StrictModel):
     lr: float = Field(0.2, gt=0)
     dim: int = Field(16, ge=2)
     word_ngrams: int = Field(2, ge=1)
+    minn: int = Field(0, ge=0, description="shortest character n-gram of a word's subword features (0 = off, with maxn 0)")
+    maxn: int = Field(0, ge=0, description="longest character n-gram (0 = off)")
+    max_rows_per_domain: int = Field(
+        0, ge=0, description="training rows kept per domain, a seeded sample (0 = all): stops one big site dominating a label"
+    )
     min_count: int = Field(2, ge=1)
     bucket: int = Field(200_000, ge=1000, description="hash buckets for word n-grams")
     quantize_cutoff: int = Field(10_000, ge=0, description="words/n-grams kept by quantization (0 = all)")
     quantize_retrain: bool = Field(True, description="fine-tune the kept embeddings after the cutoff (at lr / 4)")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="score at which precision/recall/F1 are reported")
+
+    @model_validator(mode="after")
+    def _char_ngrams(self) -> FastTextTrainConfig:
+        if (self.minn > 0) != (self.maxn > 0) or self.maxn < self.minn:
+            raise ValueError("character n-grams need 1 <= minn <= maxn, or minn = maxn = 0 (off)")
+        return self

@@ -16,7 +16,9 @@ negatives (`cc`): what a web crawl holds besides such prose
     main text (menus, footers, link lists, cookie banners);
   - the extracted main text of pages that the pipeline's heuristic filters (Gopher, C4, FineWeb)
     reject;
-  - dolma's raw Common Crawl page texts (boilerplate left in).
+  - dolma's raw Common Crawl page texts (boilerplate left in);
+  - the same two kinds (boilerplate, filter rejects) from the crawl samples under `warc/`: real
+    Common Crawl records of 2016 and 2020 and a 2024 wget crawl of personal and lab sites.
 """
 
 from __future__ import annotations
@@ -65,6 +67,30 @@ def _html_text(html: str, main_content: bool) -> str:
     return extract_plain_text(HTMLTree.parse(html), main_content=main_content) or ""
 
 
+WARC_SAMPLES = ("warc/dolma-wget/sample-0000.warc.gz", "warc/resiliparse/CC-MAIN-2020-34-sample.warc.gz",
+                "warc/resiliparse/CC-truncated-record.warc.gz")
+
+
+def _warc_sample_pages(data: Path):
+    """(html, url) of every HTML response in the shared crawl samples."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    from curate.pipeline.extract import decode_html
+    from curate.pipeline.warc import clean_target_uri, header_charset
+
+    for name in WARC_SAMPLES:
+        with open(data / name, "rb") as fh:
+            for rec in ArchiveIterator(fh):
+                content_type = rec.http_headers.get_header("Content-Type") if rec.http_headers else None
+                if rec.rec_type != "response" or "html" not in (content_type or ""):
+                    continue
+                try:
+                    payload = rec.content_stream().read()
+                except Exception:  # the truncated record: keep what the reader got so far
+                    payload = rec.raw_stream.read()
+                yield decode_html(payload, header_charset(content_type))[0], clean_target_uri(rec.rec_headers.get_header("WARC-Target-URI"))
+
+
 def _jsonl(path: Path) -> list[dict]:
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
@@ -101,6 +127,17 @@ def build_default_set(shared_data: str | Path, log=print) -> tuple[pa.Table, dic
     extract = Extract(ExtractConfig())
     pages = [json.loads(line) for line in (data / "extraction" / "index.jsonl").read_text().splitlines() if line.strip()]
     extracted: list[dict] = []
+
+    def add_page(html: str, url: str | None, domain: str | None, source: str) -> None:
+        """A page's boilerplate as a negative; its main text goes on to the heuristic filters."""
+        main, _, reason = extract.extract_one(html.encode("utf-8"), "utf-8")
+        main = main or ""
+        boilerplate = _boilerplate(_html_text(html, main_content=False), main + "\n" + _html_text(html, main_content=True))
+        if len(boilerplate.split()) >= MIN_BOILERPLATE_WORDS:  # a page nearly all main text has none to learn from
+            add(boilerplate, NEGATIVE, url, source, domain)
+        if main and reason is None:
+            extracted.append({"text": main, "url": url, "domain": domain})
+
     for k, page in enumerate(pages):
         url = page["url"]
         domain = _domain(url)
@@ -108,21 +145,18 @@ def build_default_set(shared_data: str | Path, log=print) -> tuple[pa.Table, dic
             counts["aeb_pages_held_for_ablation"] = counts.get("aeb_pages_held_for_ablation", 0) + 1
             continue
         html = _read_html(data / "extraction" / page["html_path"])
-        main, _, reason = extract.extract_one(html.encode("utf-8"), "utf-8")
-        main = main or ""
-        add(_boilerplate(_html_text(html, main_content=False), main + "\n" + _html_text(html, main_content=True)),
-            NEGATIVE, url, "boilerplate", domain)
-        if rows[-1]["source"] == "boilerplate" and len(rows[-1]["text"].split()) < MIN_BOILERPLATE_WORDS:
-            rows.pop()  # a page that is nearly all main text has no boilerplate to learn from
+        add_page(html, url, domain, "boilerplate")
         if page["dataset"] == "article-extraction-benchmark":
             add(page["article_body"], POSITIVE, url, "aeb-article-body", domain)
         elif page["dataset"] == "mozilla-readability-test-pages":
             expected = data / "extraction" / Path(page["html_path"]).parent / "expected.html.gz"
             add(_html_text(_read_html(expected), main_content=False), POSITIVE, url, "readability-article", domain)
-        if main and reason is None:
-            extracted.append({"text": main, "url": url, "domain": domain})
         if (k + 1) % 100 == 0:
             log(f"  {k + 1}/{len(pages)} pages")
+    # The crawl samples under warc/ (Common Crawl 2016/2020 records, a 2024 wget crawl): random
+    # web pages, i.e. more negatives the way the recipe draws them, through the same two paths.
+    for html, url in _warc_sample_pages(data):
+        add_page(html, url, _domain(url), "warc-sample-boilerplate")
 
     # Main texts the heuristic filters reject are negatives; language ID runs first, as in the pipeline.
     filter_stages = _heuristic_stages(FiltersConfig())
@@ -150,7 +184,9 @@ def _language_stage():
     from curate.filters.config import LanguageConfig
     from curate.filters.lang import LanguageID
 
-    return LanguageID(LanguageConfig(keep=["en"]))
+    # lid.176 pinned: the shipped model's set was built with it, so the pipeline's default LID
+    # changing (to cld2) does not change what `build-default` rebuilds.
+    return LanguageID(LanguageConfig(keep=["en"], backend="fasttext"))
 
 
 def _heuristic_stages(cfg) -> list:

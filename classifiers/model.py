@@ -229,37 +229,64 @@ def _fit_in_fresh_process(*args: Any) -> None:
         raise RuntimeError(f"fastText training failed: {proc.stderr.strip()[-2000:]}")
 
 
+def _capped_per_domain(domains: list[str | None], max_rows: int, seed: int) -> np.ndarray:
+    """Indices of the rows kept when each domain keeps at most `max_rows` (a seeded sample; 0 = all)."""
+    rows = np.arange(len(domains))
+    if max_rows <= 0:
+        return rows
+    rng = np.random.default_rng(seed)
+    by_domain: dict[str | None, list[int]] = {}
+    for i, d in enumerate(domains):
+        by_domain.setdefault(d, []).append(i)
+    kept = [r for d in sorted(by_domain, key=str) for r in
+            (by_domain[d] if len(by_domain[d]) <= max_rows else rng.choice(by_domain[d], max_rows, replace=False).tolist())]
+    return np.sort(np.array(kept, dtype=np.int64))
+
+
+def _fit(train_rows: pa.Table, cfg: FastTextTrainConfig, out: Path, name: str) -> tuple[Path, Path]:
+    """Train on `train_rows` (capped per domain, shuffled, balanced) and quantize: (.bin, .ftz)."""
+    train_rows = train_rows.take(pa.array(_capped_per_domain(train_rows.column("domain").to_pylist(), cfg.max_rows_per_domain, cfg.seed)))
+    positive = _labels_of(train_rows, cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file = Path(tmp) / "train.txt"
+        shuffled = train_rows.take(pa.array(_training_order(positive, cfg.balance, cfg.seed)))
+        _write_fasttext_file(shuffled.column("text").to_pylist(), shuffled.column("label").to_pylist(), train_file, cfg.max_words)
+        params = dict(epoch=cfg.epoch, lr=cfg.lr, dim=cfg.dim, wordNgrams=cfg.word_ngrams, minCount=cfg.min_count,
+                      minn=cfg.minn, maxn=cfg.maxn, bucket=cfg.bucket, loss="softmax", seed=cfg.seed, thread=1, verbose=0)
+        quantize = dict(qnorm=True, retrain=cfg.quantize_retrain, cutoff=cfg.quantize_cutoff, epoch=cfg.epoch,
+                        lr=cfg.lr / 4, thread=1, verbose=0)
+        bin_path, ftz_path = out / f"{name}.bin", out / f"{name}.ftz"
+        _fit_in_fresh_process(str(train_file), params, quantize, str(bin_path), str(ftz_path))
+    return bin_path, ftz_path
+
+
+def _split(table: pa.Table, cfg: FastTextTrainConfig) -> tuple[pa.Table, pa.Table]:
+    """(training side, held-out side) by domain; both must hold both labels."""
+    positive = _labels_of(table, cfg)
+    test = held_out_mask(table.column("domain").to_pylist(), table.column("url").to_pylist(),
+                         cfg.held_out_fraction, cfg.seed, frozenset(cfg.train_only_domains))
+    for side, is_pos in (("training", positive[~test]), ("held-out", positive[test])):
+        if is_pos.all() or not is_pos.any():
+            raise ValueError(f"the {side} side has only one label ({len(is_pos)} rows): more domains or another "
+                             f"held_out_fraction/seed are needed")
+    return table.filter(pa.array(~test)), table.filter(pa.array(test))
+
+
 def train_classifier(table: pa.Table, out_dir: str | Path, cfg: FastTextTrainConfig, name: str = "model") -> TrainResult:
     """Split by domain, train fastText on the training side, quantize, evaluate both models on
     the held-out side; writes `<name>.bin`, `<name>.ftz`, `eval.json` and `eval.png`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    positive = _labels_of(table, cfg)
-    test = held_out_mask(table.column("domain").to_pylist(), table.column("url").to_pylist(),
-                         cfg.held_out_fraction, cfg.seed, frozenset(cfg.train_only_domains))
-    train_rows, test_rows = table.filter(pa.array(~test)), table.filter(pa.array(test))
-    for side, rows, is_pos in (("training", train_rows, positive[~test]), ("held-out", test_rows, positive[test])):
-        if is_pos.all() or not is_pos.any():
-            raise ValueError(f"the {side} side has only one label ({len(rows)} rows): more domains or another "
-                             f"held_out_fraction/seed are needed")
-    with tempfile.TemporaryDirectory() as tmp:
-        train_file = Path(tmp) / "train.txt"
-        order = _training_order(positive[~test], cfg.balance, cfg.seed)
-        shuffled = train_rows.take(pa.array(order))
-        _write_fasttext_file(shuffled.column("text").to_pylist(), shuffled.column("label").to_pylist(), train_file, cfg.max_words)
-        params = dict(epoch=cfg.epoch, lr=cfg.lr, dim=cfg.dim, wordNgrams=cfg.word_ngrams, minCount=cfg.min_count,
-                      bucket=cfg.bucket, loss="softmax", seed=cfg.seed, thread=1, verbose=0)
-        quantize = dict(qnorm=True, retrain=cfg.quantize_retrain, cutoff=cfg.quantize_cutoff, epoch=cfg.epoch,
-                        lr=cfg.lr / 4, thread=1, verbose=0)
-        bin_path, ftz_path = out / f"{name}.bin", out / f"{name}.ftz"
-        _fit_in_fresh_process(str(train_file), params, quantize, str(bin_path), str(ftz_path))
+    train_rows, test_rows = _split(table, cfg)
+    bin_path, ftz_path = _fit(train_rows, cfg, out, name)
+    train_positive = _labels_of(train_rows, cfg)
     evaluation = {
         "settings": cfg.model_dump(mode="json"),
         "split": {
             "train_rows": train_rows.num_rows, "held_out_rows": test_rows.num_rows,
             "train_domains": len(set(train_rows.column("domain").to_pylist())),
             "held_out_domains": len(set(test_rows.column("domain").to_pylist())),
-            "train_positives": int(positive[~test].sum()), "train_negatives": int((~positive[~test]).sum()),
+            "train_positives": int(train_positive.sum()), "train_negatives": int((~train_positive).sum()),
         },
         "held_out": {"bin": evaluate_model(bin_path, test_rows, cfg), "ftz": evaluate_model(ftz_path, test_rows, cfg)},
         "train": {"ftz": evaluate_model(ftz_path, train_rows, cfg)},
@@ -269,3 +296,80 @@ def train_classifier(table: pa.Table, out_dir: str | Path, cfg: FastTextTrainCon
     eval_path.write_text(json.dumps(evaluation, indent=2))
     plot_histograms(evaluation["held_out"]["ftz"], out / "eval.png", f"{name}.ftz, held-out domains")
     return TrainResult(bin_path, ftz_path, eval_path, evaluation)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model selection by cross-validation on the training side only
+
+
+def cv_folds(domains: list[str | None], urls: list[str | None], folds: int, seed: int,
+             train_only: frozenset[str] = frozenset()) -> np.ndarray:
+    """Fold index (0..folds-1) of each row, whole domains per fold, chosen by a hash of (seed,
+    domain); -1 for a train-only domain, which is in every fold's training part and never validated
+    (as it is never held out)."""
+    out = np.empty(len(domains), dtype=np.int64)
+    for i, (d, u) in enumerate(zip(domains, urls)):
+        key = d or u or ""
+        out[i] = -1 if key in train_only else int.from_bytes(hashlib.sha1(f"cv:{seed}:{key}".encode()).digest()[:8], "big") % folds
+    return out
+
+
+def cross_validate(table: pa.Table, cfg: FastTextTrainConfig, folds: int = 5, workers: int = 2) -> dict:
+    """ROC AUC of `cfg` by k-fold cross-validation grouped by domain, on the training side of
+    `cfg`'s held-out split only: the held-out rows are set aside first and never read, so choosing
+    data and settings by this figure leaves the held-out evaluation unbiased. Each fold trains
+    and quantizes as `train_classifier` does and scores the `.ftz`, the model that ships;
+    `workers` folds train at once (each a one-thread fastText process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if folds < 2:
+        raise ValueError("folds must be at least 2")
+    train_rows, _ = _split(table, cfg)
+    fold_of = cv_folds(train_rows.column("domain").to_pylist(), train_rows.column("url").to_pylist(), folds, cfg.seed,
+                       frozenset(cfg.train_only_domains))
+    positive = _labels_of(train_rows, cfg)
+    # A fold with one label has no AUC (it still trains the others).
+    scored_folds = [f for f in range(folds) if positive[fold_of == f].any() and not positive[fold_of == f].all()]
+    pooled_scores = np.full(train_rows.num_rows, np.nan, dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def fold_scores(f: int) -> np.ndarray:
+            val = fold_of == f
+            _, ftz = _fit(train_rows.filter(pa.array(~val)), cfg, Path(tmp), f"fold{f}")
+            return Scorer(ftz, cfg.positive_label, cfg.max_words).score(train_rows.filter(pa.array(val)).column("text").to_pylist())
+
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            per_fold = list(pool.map(fold_scores, scored_folds))
+    fold_auc = []
+    for f, scores in zip(scored_folds, per_fold):
+        pooled_scores[fold_of == f] = scores
+        fold_auc.append(roc_auc(scores, positive[fold_of == f]))
+    if not fold_auc:
+        raise ValueError("no fold holds both labels: more domains or fewer folds are needed")
+    validated = ~np.isnan(pooled_scores)
+    return {"folds": folds, "folds_scored": len(fold_auc), "fold_roc_auc": fold_auc,
+            "mean_roc_auc": float(np.mean(fold_auc)), "sd_roc_auc": float(np.std(fold_auc, ddof=1)) if len(fold_auc) > 1 else 0.0,
+            "pooled_roc_auc": roc_auc(pooled_scores[validated], positive[validated]), "validated_rows": int(validated.sum())}
+
+
+def select_by_cv(table: pa.Table, base: FastTextTrainConfig, grid: dict[str, list], folds: int = 5,
+                 log=print) -> tuple[FastTextTrainConfig, list[dict]]:
+    """Cross-validate every valid combination of `grid` (field -> values) over `base`; the settings
+    with the highest mean fold ROC AUC, and every combination's result (best first)."""
+    import itertools
+
+    from pydantic import ValidationError
+
+    names = sorted(grid)
+    results = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        try:
+            cfg = FastTextTrainConfig.model_validate({**base.model_dump(), **dict(zip(names, values))})
+        except ValidationError:
+            continue  # a combination the settings refuse (e.g. minn without maxn) is no candidate
+        result = {"settings": dict(zip(names, values)), **cross_validate(table, cfg, folds)}
+        log(f"  cv {result['settings']}: mean ROC AUC {result['mean_roc_auc']:.4f} ± {result['sd_roc_auc']:.4f} "
+            f"(pooled {result['pooled_roc_auc']:.4f})")
+        results.append((cfg, result))
+    results.sort(key=lambda cr: -cr[1]["mean_roc_auc"])
+    return results[0][0], [r for _, r in results]

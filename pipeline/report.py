@@ -1,4 +1,5 @@
-"""stats.json (the funnel), manifest.json, report.md, report.html and funnel.png for a finished run."""
+"""stats.json (the funnel), manifest.json, report.md, report.html, funnel.png and (when a
+classifier scored the run) scores.png for a finished run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import IO, Any
 
 from curate import __version__, schema
 from curate.classifiers.mixture import mixture_manifest, mixture_markdown, plot_mixture
+from curate.classifiers.score_report import plot_scores, score_columns, score_histograms, score_markdown
 from curate.config import Config
 from curate.pipeline.storage import LOCAL, Storage, join
 
@@ -176,6 +178,7 @@ def write_report(cfg: Config, out: Path | str, stats: dict, reports: list[dict],
         "mixture": mixture_manifest(stats["global"])
         or {"column": "domain", "weights": {d: round(t / total_tokens, 8) for d, t in sorted(domain_tokens.items())}},
     }
+    stats["score_histograms"] = score_histograms(out, manifest, score_columns(cfg), storage)
     storage.write_json(join(out, "stats.json"), stats)
     storage.write_json(join(out, "manifest.json"), manifest)
     storage.write_text(join(out, "report.md"), render_markdown(stats, manifest))
@@ -184,6 +187,8 @@ def write_report(cfg: Config, out: Path | str, stats: dict, reports: list[dict],
     write_html(out, stats, manifest, storage)
     try:
         _write_png(storage, join(out, "funnel.png"), plot_funnel, stats)
+        if stats["score_histograms"]:
+            _write_png(storage, join(out, "scores.png"), plot_scores, stats["score_histograms"])
         if manifest["mixture"].get("shares_before"):  # the reweighting stage ran
             _write_png(storage, join(out, "mixture.png"), plot_mixture, manifest["mixture"])
     except Exception:  # noqa: BLE001 -- a plot is a nicety; never fail a finished run for it
@@ -220,6 +225,7 @@ def render_markdown(stats: dict, manifest: dict) -> str:
                       + ", ".join(f"{stage} {r['rows']:.0f} rows ({r['seconds']:.1f} s then)" for stage, r in reused.items())]
     lines += ["", f"file errors: {stats['file_errors'] or 'none'}",
               f"shards: {len(manifest['shards'])} ({manifest['rows']} rows, {manifest['tokens']} tokens)", ""]
+    lines += score_markdown(stats.get("score_histograms", {}))
     if manifest["mixture"].get("shares_before"):
         lines += mixture_markdown(manifest["mixture"])
     return "\n".join(lines)

@@ -77,6 +77,7 @@ def report_data(out: Path | str, stats: dict, manifest: dict, storage: Storage =
                     "seconds": f.get("seconds")} for f in stats["funnel"]],
         "languages": dict(langs.most_common(30)),
         "scores": {c: h for c in scores if (h := _histogram(cols[c])) is not None},
+        "classifier_scores": stats.get("score_histograms", {}),
         "clusters": clusters,
         "mixture": {k: v for k, v in mixture.items() if k in ("column", "weights", "before", "after")},
         "shards": [{"path": s["path"], "rows": s["rows"], "bytes": s.get("bytes", 0)} for s in manifest.get("shards", [])],
@@ -114,6 +115,7 @@ svg{max-width:100%;height:auto} svg text{font-size:11px;fill:#333} .muted{color:
 <h2>Funnel</h2><div id="funnel"></div>
 <h2>Drops by reason, per stage</h2><div class="grid" id="reasons"></div>
 <h2>Languages of the kept documents</h2><div id="languages"></div>
+<h2>Classifier scores: kept and dropped documents</h2><div class="grid" id="classifier"></div>
 <h2>Score histograms (kept documents)</h2><div class="grid" id="scores"></div>
 <h2>Duplicate cluster sizes</h2><div class="grid" id="clusters"></div>
 <h2>Mixture</h2><div id="mixture"></div>
@@ -179,6 +181,23 @@ function histogram(id, name, h) {
   el("text", {x: pad, y: ht + 20}, svg, fmt(h.edges[0]));
   el("text", {x: w - pad, y: ht + 20, "text-anchor": "end"}, svg, fmt(h.edges[h.edges.length - 1]));
 }
+// Kept and dropped counts per bin of {edges, kept, dropped}, side by side in each bin.
+function keptDropped(id, name, h) {
+  const sum = a => a.reduce((x, y) => x + y, 0);
+  const w = 340, ht = 170, pad = 28, svg = svgIn(id, w, ht + 50, name);
+  const max = Math.max(1, ...h.kept, ...h.dropped), bw = (w - 2 * pad) / h.kept.length;
+  [h.kept, h.dropped].forEach((counts, s) => counts.forEach((c, i) => {
+    const bh = c / max * ht;
+    const r = el("rect", {x: pad + i * bw + s * bw / 2, y: ht - bh + 4, width: Math.max(1, bw / 2 - 1), height: bh, fill: COLORS[s]}, svg);
+    el("title", {}, r, ["kept", "dropped"][s] + " " + h.edges[i] + " – " + h.edges[i + 1] + ": " + c);
+  }));
+  el("text", {x: pad, y: ht + 20}, svg, fmt(h.edges[0]));
+  el("text", {x: w - pad, y: ht + 20, "text-anchor": "end"}, svg, fmt(h.edges[h.edges.length - 1]));
+  ["kept " + fmt(sum(h.kept)), "dropped after scoring " + fmt(sum(h.dropped))].forEach((label, s) => {
+    el("rect", {x: pad + s * 120, y: ht + 32, width: 10, height: 10, fill: COLORS[s]}, svg);
+    el("text", {x: pad + s * 120 + 14, y: ht + 41}, svg, label);
+  });
+}
 function table(id, head, rows) {
   const t = document.createElement("table"), tr = t.insertRow();
   head.forEach(h => { const th = document.createElement("th"); th.textContent = h; tr.appendChild(th); });
@@ -198,6 +217,8 @@ D.funnel.filter(f => Object.keys(f.dropped).length).forEach(f =>
   hbars("reasons", Object.entries(f.dropped).slice(0, 12).map(([r, n]) => [r, [n]]), {name: f.stage, width: 520, labelW: 230}));
 if (!document.getElementById("reasons").children.length) note("reasons", "no stage dropped anything");
 hbars("languages", Object.entries(D.languages).map(([l, n]) => [l, [n]]), {empty: "no language column in the shards"});
+Object.entries(D.classifier_scores).forEach(([c, h]) => keptDropped("classifier", c, h));
+if (!Object.keys(D.classifier_scores).length) note("classifier", "no classifier scored this run");
 Object.entries(D.scores).forEach(([c, h]) => histogram("scores", c, h));
 if (!Object.keys(D.scores).length) note("scores", "no score columns in the shards");
 Object.entries(D.clusters).forEach(([stage, hist]) =>

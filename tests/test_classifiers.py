@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from curate import schema
 from curate.classifiers.config import FastTextTrainConfig, WikiQualityConfig
 from curate.classifiers.default_data import _boilerplate, _html_text, _read_html
-from curate.classifiers.model import SHIPPED_MODEL, Scorer, held_out_mask, read_labelled, roc_auc, train_classifier
+from curate.classifiers.model import (SHIPPED_MODEL, Scorer, cross_validate, cv_folds, held_out_mask, read_labelled, roc_auc,
+                                      train_classifier)
 from curate.classifiers.normalize import normalize
 from curate.config import ConfigError, parse_config
 from curate.pipeline import registry
@@ -116,6 +117,50 @@ def test_train_holds_out_whole_domains_and_writes_bin_ftz_and_evaluation(aeb_lab
     assert json.loads((tmp_path / "all.json").read_text())["n"] == table.num_rows
 
 
+# ---------------------------------------------------------------------------------------------
+# model selection: cross-validation by domain on the training side only
+
+
+def test_cv_folds_keep_each_domain_in_one_fold_and_train_only_domains_in_none():
+    domains = [f"site{i % 23}.com" for i in range(300)] + ["wikipedia.org"] * 50
+    urls = [f"https://{d}/{i}" for i, d in enumerate(domains)]
+    folds = cv_folds(domains, urls, 4, seed=3, train_only=frozenset({"wikipedia.org"}))
+    by_domain: dict[str, set[int]] = {}
+    for d, f in zip(domains, folds):
+        by_domain.setdefault(d, set()).add(int(f))
+    assert all(len(fs) == 1 for fs in by_domain.values()) and by_domain["wikipedia.org"] == {-1}
+    assert {f for d, (f,) in by_domain.items() if d != "wikipedia.org"} == {0, 1, 2, 3}
+    assert (folds == cv_folds(domains, urls, 4, seed=3, train_only=frozenset({"wikipedia.org"}))).all()
+
+
+def test_cross_validation_never_reads_the_held_out_side(aeb_labelled):
+    cfg = FastTextTrainConfig(held_out_fraction=0.4, epoch=5, quantize_cutoff=2000)
+    table = read_labelled(aeb_labelled)
+    first = cross_validate(table, cfg, folds=3)
+    assert first["folds_scored"] >= 2 and 0.5 < first["mean_roc_auc"] <= 1
+    assert first["validated_rows"] == int((~held_out_mask(table["domain"].to_pylist(), table["url"].to_pylist(), 0.4, 0)).sum())
+    # the held-out rows' texts and labels scrambled: the figure that chooses settings is unchanged
+    test = held_out_mask(table["domain"].to_pylist(), table["url"].to_pylist(), 0.4, 0)
+    texts = [("zz qq " * 50) if t else x for x, t in zip(table["text"].to_pylist(), test)]
+    labels = [("cc" if lab == "wiki" else "wiki") if t else lab for lab, t in zip(table["label"].to_pylist(), test)]
+    scrambled = table.set_column(0, "text", pa.array(texts, pa.large_string())).set_column(1, "label", pa.array(labels))
+    assert cross_validate(scrambled, cfg, folds=3)["fold_roc_auc"] == first["fold_roc_auc"]
+
+
+def test_cv_command_searches_the_grid_and_skips_invalid_combinations(aeb_labelled, tmp_path):
+    from curate.classifiers.cli import main
+
+    assert main(["classifier", "cv", str(aeb_labelled), "--folds", "2", "--held-out-fraction", "0.4", "--epoch", "5",
+                 "--grid", "minn=0,3", "--grid", "maxn=0,5", "--out", str(tmp_path / "cv.json")]) == 0
+    record = json.loads((tmp_path / "cv.json").read_text())
+    # of the four (minn, maxn) pairs only "off" and 3..5 are valid settings
+    assert sorted((r["settings"]["minn"], r["settings"]["maxn"]) for r in record["results"]) == [(0, 0), (3, 5)]
+    assert record["results"][0]["mean_roc_auc"] >= record["results"][1]["mean_roc_auc"]
+    assert record["chosen"] == record["results"][0]["settings"]
+    with pytest.raises(SystemExit, match="--grid 'bogus=1'"):
+        main(["classifier", "cv", str(aeb_labelled), "--grid", "bogus=1"])
+
+
 def test_a_labelled_set_with_a_missing_column_is_refused(tmp_path):
     import pyarrow.parquet as pq
 
@@ -131,9 +176,14 @@ def test_a_labelled_set_with_a_missing_column_is_refused(tmp_path):
 def test_the_shipped_model_is_small_and_separates_held_out_domains():
     assert SHIPPED_MODEL.stat().st_size < 400_000
     ev = json.loads(SHIPPED_MODEL.with_suffix(".eval.json").read_text())
-    # the issue's goal is 0.90; the shipped model reaches 0.897 (README): this guards against regressions
+    # the issue's goal is 0.90; the shipped model reaches 0.911 on 96 held-out rows (README): the
+    # bound leaves room for that figure's noise, and guards against regressions
     assert ev["held_out"]["ftz"]["roc_auc"] > 0.85 and ev["split"]["held_out_domains"] > 30
     assert ev["settings"]["train_only_domains"] == ["wikipedia.org"]
+    # its settings were chosen by cross-validation on the training side, recorded next to it
+    selection = ev["model_selection"]
+    assert selection["chosen"] == {k: ev["settings"][k] for k in selection["grid"]}
+    assert selection["results"][0]["settings"] == selection["chosen"]
 
 
 def test_the_shipped_model_ranks_unseen_wikipedia_over_raw_web_text(shared_data):

@@ -51,7 +51,8 @@ def finished_run(tmp_path: Path) -> Path:
         "failed_inputs": [{"uri": "https://data.example/x.warc.gz", "error": "warc:transfer_failed", "detail": "gave up"}],
         "file_errors": {"warc:transfer_failed": 1}, "seconds_this_invocation": {"total": 9.0},
     }
-    cfg = parse_config({"input": {"paths": ["/data/a.warc.gz"]}, "output": {"path": str(out)}})
+    cfg = parse_config({"input": {"paths": ["/data/a.warc.gz"]}, "output": {"path": str(out)},
+                        "classifiers": {"wiki_quality": {"enabled": True}}})
     write_report(cfg, out, stats, [], kept, rejected, tokens)
     return out
 
@@ -77,7 +78,7 @@ def test_report_renders_every_chart_without_console_errors(tmp_path):
     dom, log = render(out / "report.html", tmp_path)
     drawn = int(re.search(r'data-charts-drawn="(\d+)"', dom).group(1))
     charts = re.findall(r'<svg[^>]*data-chart="([a-z]+)"', dom)
-    for section in ("funnel", "reasons", "languages", "scores", "clusters", "mixture", "shards", "time"):
+    for section in ("funnel", "reasons", "languages", "classifier", "scores", "clusters", "mixture", "shards", "time"):
         assert section in charts, section
     assert drawn == len(charts) >= 10
     assert dom.count("<rect") > 50 and "https://data.example/x.warc.gz" in dom  # bars, and the failed input
@@ -91,3 +92,27 @@ def test_curate_stats_writes_the_report_of_a_finished_run(tmp_path, capsys):
     (out / "report.html").unlink()
     assert cli.main(["stats", str(out)]) == 0
     assert (out / "report.html").is_file() and "report.html" in capsys.readouterr().out
+
+
+def test_the_report_shows_each_classifier_score_over_kept_and_dropped_rows(tmp_path):
+    import pyarrow.parquet as pq
+
+    out = finished_run(tmp_path)
+    rows = pq.read_table(tmp_path / "part.parquet", columns=[schema.WIKI_SCORE, schema.DROP_REASON]).to_pylist()
+    edges = np.linspace(0, 1, 21)
+    expect = {side: np.histogram([r[schema.WIKI_SCORE] for r in rows if (r[schema.DROP_REASON] is None) == (side == "kept")],
+                                 edges)[0].tolist() for side in ("kept", "dropped")}
+    import json
+
+    hist = json.loads((out / "stats.json").read_text())["score_histograms"]
+    assert list(hist) == ["wiki_score"]  # only the enabled classifier's column
+    assert hist["wiki_score"]["kept"] == expect["kept"] and hist["wiki_score"]["dropped"] == expect["dropped"]
+    assert sum(expect["kept"]) == 150 and sum(expect["dropped"]) == 50
+    report = (out / "report.md").read_text()
+    assert "![score histograms](scores.png)" in report and "| wiki_score | 150 |" in report
+    assert (out / "scores.png").read_bytes().startswith(b"\x89PNG")
+    dom, _ = render(out / "report.html", tmp_path)
+    chart = re.search(r'<svg[^>]*data-chart="classifier".*?</svg>', dom, re.S).group(0)
+    bars = re.findall(r"<title>(kept|dropped) [^<]*: (\d+)</title>", chart)
+    assert sum(int(n) for side, n in bars if side == "kept") == 150
+    assert sum(int(n) for side, n in bars if side == "dropped") == 50
