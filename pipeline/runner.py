@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from curate import schema
 from curate.config import Config
+from curate.pipeline.domain_counts import DomainCounts
 from curate.pipeline.progress import RunProgress
 from curate.pipeline.shards import write_table_atomic
 from curate.pipeline.sources import InputFile, RetryPolicy, TransferError, open_input, resolve_inputs
@@ -544,7 +545,7 @@ class Runner:
             self._prog.finish(stage.name, info=f"{ctx.stats['total_seconds']:.1f} s")
         return current, stats
 
-    def _write_outputs(self, files: list[str]) -> tuple[list[dict], list[dict], Counter, Counter, int]:
+    def _write_outputs(self, files: list[str]) -> tuple[list[dict], list[dict], Counter, DomainCounts, int]:
         """Fixed-size shards of the kept and the rejected rows, in (warc_path, warc_offset) order."""
         from curate.pipeline import registry
         from curate.pipeline.shards import plan_shards, write_shards
@@ -567,9 +568,9 @@ class Runner:
         self.ids_made_distinct = plan.ids_made_distinct
         self.written = {"kept": sum(e["rows"] for e in kept), "rejected": sum(e["rows"] for e in rejected),
                         "planned_kept": plan.reasons.get(None, 0), "planned_rejected": plan.rows - plan.reasons.get(None, 0)}
-        domain_tokens: Counter = Counter()
+        domain_tokens = DomainCounts()  # bounded: a crawl's millions of domains never all reach the driver
         for entry in kept:
-            domain_tokens.update(entry["domain_tokens"])
+            domain_tokens.merge(entry["domain_tokens"])
         for entry in written:
             del entry["domain_tokens"]
         return kept, rejected, plan.reasons, domain_tokens, plan.rows
