@@ -111,11 +111,14 @@ class _Calls:
         import ray
 
         self.ray = ray if ray.is_initialized() else None
+        self._remote: dict[Callable, Any] = {}
 
     def submit(self, fn: Callable, *args: Any, num_returns: int = 1) -> Any:
         if self.ray is None:
             return fn(*args)
-        return self.ray.remote(fn).options(num_cpus=1, num_returns=num_returns, max_retries=3).remote(*args)
+        if fn not in self._remote:
+            self._remote[fn] = self.ray.remote(num_cpus=1, max_retries=3)(fn)
+        return self._remote[fn].options(num_returns=num_returns).remote(*args)
 
     def get(self, values: list) -> list:
         return values if self.ray is None else self.ray.get(values)

@@ -1,0 +1,89 @@
+"""Memory flat in input size: the shard planner's driver never reads a row (the counting runs
+in Ray tasks, and what it keeps is a few segments per input), and per-domain counts are
+bounded whatever the number of domains."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curate.pipeline import shards
+from curate.pipeline.domain_counts import DomainCounts
+from test_pipeline_shards import make_rows, split_into_files
+
+
+def test_the_plan_reads_no_row_on_the_driver_and_keeps_segments_not_rows(ray_session, tmp_path, monkeypatch):
+    rows = make_rows(300, 3)
+    files = split_into_files(rows, tmp_path, [50, 120, 200, 260], 1)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the driver read a Parquet file's rows")
+
+    monkeypatch.setattr(shards.pq, "read_table", no_reading)  # the driver's module only: tasks import their own
+    plan = shards.plan_shards(files, tmp_path / "out", 40, "zstd", True)
+    monkeypatch.undo()
+    assert plan.rows == 300 and plan.reasons == Counter(rows.column("drop_reason").to_pylist())
+    inputs = len(set(rows.column("warc_path").to_pylist()))
+    specs = plan.kept + plan.rejected
+    # What the driver holds: at most one segment per input and shard boundary, whatever the rows.
+    assert sum(len(s.segments) for s in specs) <= 2 * inputs + len(specs)
+    for sub in ("shards", "rejected"):
+        (tmp_path / "out" / sub).mkdir(parents=True)
+    entries = shards.write_shards(specs)
+    assert sum(e["rows"] for e in entries) == 300
+    written = pq.read_table(tmp_path / "out" / "shards")
+    assert written.num_rows == plan.reasons[None]
+
+
+def test_a_plan_in_ray_tasks_writes_the_bytes_of_a_plan_in_process(ray_session, tmp_path, monkeypatch):
+    rows = make_rows(150, 8)
+    files = split_into_files(rows, tmp_path, [30, 90], 2)
+    digests = []
+    for where in ("ray", "process"):
+        if where == "process":
+            monkeypatch.setattr(shards._Calls, "__init__", lambda self: setattr(self, "ray", None))
+        out = tmp_path / where
+        for sub in ("shards", "rejected"):
+            (out / sub).mkdir(parents=True)
+        plan = shards.plan_shards(files, out, 25, "zstd", True)
+        for spec in plan.kept + plan.rejected:
+            shards.write_shard(spec)
+        digests.append({p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.parquet"))})
+    assert digests[0] and digests[0] == digests[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.tuples(st.integers(0, 400), st.integers(1, 1000)), max_size=300),
+       capacity=st.integers(1, 40), chunk=st.integers(1, 50))
+def test_domain_counts_stay_bounded_keep_the_total_and_never_overcount(counts, capacity, chunk):
+    """Added in chunks (as shards come back): at most 2 x capacity domains held; the total is exact;
+    each listed count is a lower bound within tail_tokens of the truth; exact without a tail."""
+    truth: Counter = Counter()
+    merged = DomainCounts(capacity=capacity)
+    for lo in range(0, len(counts), chunk):
+        part = DomainCounts(capacity=capacity)
+        part.add_pairs([f"d{d}.org" for d, _ in counts[lo:lo + chunk]], [t for _, t in counts[lo:lo + chunk]])
+        merged.merge(part.to_json())
+        assert len(merged.tokens) <= 2 * capacity
+        for d, t in counts[lo:lo + chunk]:
+            truth[f"d{d}.org"] += t
+    assert merged.total == sum(truth.values())
+    top = merged.top()
+    assert len(top) <= capacity
+    for d, t in top.items():
+        assert truth[d] - merged.tail_tokens <= t <= truth[d]
+    if merged.tail_tokens == 0:
+        assert top == dict(sorted(truth.items(), key=lambda kv: (-kv[1], kv[0]))[:capacity])
+
+
+def test_the_largest_domains_survive_a_long_tail():
+    counts = DomainCounts(capacity=10)
+    for k in range(50):  # 50 shards, each with the same 5 big sites and 200 one-off small ones
+        counts.add_pairs([f"big{i}.org" for i in range(5)] + [f"small{k}-{i}.org" for i in range(200)], [1000] * 5 + [1] * 200)
+    assert set(counts.top()) >= {f"big{i}.org" for i in range(5)}
+    assert all(counts.top()[f"big{i}.org"] == 50_000 for i in range(5))
+    assert counts.total == 50 * (5000 + 200)
