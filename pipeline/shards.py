@@ -46,6 +46,8 @@ _ROW_GROUP_ROWS = 2048
 FILES_PER_ID_BUCKET = 32
 ID_BUCKETS_MAX = 64
 _KEPT, _VALUE, _REASON, _ROWS, _FILE, _ROW = "_kept", "_value", "_reason", "_rows", "_file", "_row"
+# Of a file's rows of one input and kind: the first and last offset, and rows without one.
+_FIRST, _LAST, _NULLS = "_first_offset", "_last_offset", "_null_offsets"
 
 
 def count_tokens(texts: pa.ChunkedArray | pa.Array) -> list[int]:
@@ -150,9 +152,11 @@ def _summarize(index: int, path: str, partition_by: str | None, buckets: int, st
     t = pq.read_table(storage.open(path), columns=[*_key_columns(partition_by), schema.URL, schema.FETCH_TIME])
     kept, value = _group_columns(t, partition_by)
     counts = (pa.table({schema.WARC_PATH: t.column(schema.WARC_PATH), _KEPT: kept, _VALUE: value,
-                        _REASON: t.column(schema.DROP_REASON)})
-              .group_by([schema.WARC_PATH, _KEPT, _VALUE, _REASON], use_threads=False).aggregate([([], "count_all")])
-              .rename_columns([schema.WARC_PATH, _KEPT, _VALUE, _REASON, _ROWS]))
+                        _REASON: t.column(schema.DROP_REASON), schema.WARC_OFFSET: t.column(schema.WARC_OFFSET)})
+              .group_by([schema.WARC_PATH, _KEPT, _VALUE, _REASON], use_threads=False)
+              .aggregate([([], "count_all"), (schema.WARC_OFFSET, "min"), (schema.WARC_OFFSET, "max"),
+                          (schema.WARC_OFFSET, "count", pc.CountOptions(mode="only_null"))])
+              .rename_columns([schema.WARC_PATH, _KEPT, _VALUE, _REASON, _ROWS, _FIRST, _LAST, _NULLS]))
     counts = counts.append_column(_FILE, pa.array(np.full(counts.num_rows, index, np.int32)))
     # One capture (url, fetch time) tells one page from another under a shared id.
     capture = pc.binary_join_element_wise(pc.fill_null(t.column(schema.URL), ""),
@@ -199,25 +203,52 @@ def partition_slug(value: str | None) -> str:
 
 
 def _cut(counts: pa.Table, files: Sequence[str], rows_per_shard: int, make: Callable[[int], ShardSpec]) -> list[ShardSpec]:
-    """Cut the rows counted in `counts` (one kind: warc_path, _rows, _file) into shards of
-    `rows_per_shard` rows in warc_path order; `make(k)` gives the k-th (empty) spec."""
-    per_path = counts.group_by(schema.WARC_PATH, use_threads=False).aggregate([(_ROWS, "sum"), (_FILE, "distinct")])
-    per_path = per_path.sort_by(schema.WARC_PATH)
+    """Cut the rows counted in `counts` (one kind) into shards of `rows_per_shard` rows in
+    warc_path order; `make(k)` gives the k-th (empty) spec."""
+    per_file = (counts.group_by([schema.WARC_PATH, _FILE], use_threads=False)
+                .aggregate([(_ROWS, "sum"), (_FIRST, "min"), (_LAST, "max"), (_NULLS, "sum")])
+                .sort_by([(schema.WARC_PATH, "ascending"), (f"{_FIRST}_min", "ascending"), (_FILE, "ascending")]))
+    paths = per_file.column(schema.WARC_PATH).to_pylist()
+    holders = list(zip(per_file.column(_FILE).to_pylist(), per_file.column(f"{_ROWS}_sum").to_pylist(),
+                       per_file.column(f"{_FIRST}_min").to_pylist(), per_file.column(f"{_LAST}_max").to_pylist(),
+                       per_file.column(f"{_NULLS}_sum").to_pylist()))
     specs: list[ShardSpec] = []
     filled = rows_per_shard
-    for path, rows, holders in zip(per_path.column(schema.WARC_PATH).to_pylist(), per_path.column(f"{_ROWS}_sum").to_pylist(),
-                                   per_path.column(f"{_FILE}_distinct").to_pylist()):
-        where = tuple((int(i), files[int(i)]) for i in sorted(holders))
+    start = 0
+    while start < len(paths):
+        end = start + 1
+        while end < len(paths) and paths[end] == paths[start]:
+            end += 1
+        path, held = paths[start], holders[start:end]
+        rows = sum(h[1] for h in held)
         lo = 0
         while lo < rows:
             if filled == rows_per_shard:
                 specs.append(make(len(specs)))
                 filled = 0
             hi = min(rows, lo + rows_per_shard - filled)
-            specs[-1].segments.append(Segment(path, lo, hi, where))
+            specs[-1].segments.append(_segment(path, lo, hi, held, files))
             filled += hi - lo
             lo = hi
+        start = end
     return specs
+
+
+def _segment(path: str, lo: int, hi: int, held: list[tuple], files: Sequence[str]) -> Segment:
+    """Ranks lo..hi-1 of `path`'s rows held in files (index, rows, first offset, last offset,
+    rows without an offset), sorted by first offset. When the files hold disjoint offset ranges
+    (an input's part files), their rows rank file after file, so the segment names only the
+    files it needs."""
+    disjoint = all(h[4] == 0 for h in held) and all(a[3] < b[2] for a, b in zip(held, held[1:]))
+    if not disjoint:
+        return Segment(path, lo, hi, tuple(sorted((h[0], files[h[0]]) for h in held)))
+    needed, base, seen = [], None, 0
+    for i, n, *_ in held:
+        if seen < hi and seen + n > lo:
+            base = seen if base is None else base
+            needed.append((i, files[i]))
+        seen += n
+    return Segment(path, lo - base, hi - base, tuple(sorted(needed)))
 
 
 def plan_shards(files: Sequence[str], out: Path | str, rows_per_shard: int, compression: str, rejected_text: bool,
@@ -268,7 +299,8 @@ def plan_shards(files: Sequence[str], out: Path | str, rows_per_shard: int, comp
 def _summarize_empty() -> pa.Table:
     return pa.table({schema.WARC_PATH: pa.array([], pa.string()), _KEPT: pa.array([], pa.bool_()),
                      _VALUE: pa.array([], pa.string()), _REASON: pa.array([], pa.string()),
-                     _ROWS: pa.array([], pa.int64()), _FILE: pa.array([], pa.int32())})
+                     _ROWS: pa.array([], pa.int64()), _FIRST: pa.array([], pa.int64()), _LAST: pa.array([], pa.int64()),
+                     _NULLS: pa.array([], pa.int64()), _FILE: pa.array([], pa.int32())})
 
 
 def _renames_input_empty() -> pa.Table:

@@ -87,3 +87,35 @@ def test_the_largest_domains_survive_a_long_tail():
     assert set(counts.top()) >= {f"big{i}.org" for i in range(5)}
     assert all(counts.top()[f"big{i}.org"] == 50_000 for i in range(5))
     assert counts.total == 50 * (5000 + 200)
+
+
+def test_a_shard_reads_only_the_part_files_its_rows_are_in(tmp_path):
+    """Part files of an input hold disjoint offset ranges (as the runner writes them): a shard's
+    segment names just the parts holding its rows, and the shards are byte-identical to those
+    of the same rows in one file."""
+    import pyarrow.compute as pc
+
+    rows = make_rows(120, 4)
+    parts = []
+    for path in sorted(set(rows.column("warc_path").to_pylist())):
+        one_input = rows.filter(pc.equal(rows.column("warc_path"), path)).sort_by("warc_offset")
+        for k, lo in enumerate(range(0, one_input.num_rows, 4)):
+            parts.append(str(tmp_path / f"{path.rsplit('/', 1)[1]}-part-{k:03d}.parquet"))
+            pq.write_table(one_input.slice(lo, 4), parts[-1])
+    pq.write_table(rows, tmp_path / "all.parquet")
+    written = []
+    for name, files in (("parts", parts), ("one", [str(tmp_path / "all.parquet")])):
+        out = tmp_path / name
+        for sub in ("shards", "rejected"):
+            (out / sub).mkdir(parents=True)
+        plan = shards.plan_shards(files, out, 10, "zstd", True)
+        for spec in plan.kept + plan.rejected:
+            shards.write_shard(spec)
+        written.append({p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.parquet"))})
+        if name == "parts":  # a segment names each part holding its rows, not each of its input's 10 parts
+            segments = [seg for spec in plan.kept + plan.rejected for seg in spec.segments]
+            for seg in segments:
+                held = [pq.read_table(f, columns=["warc_path"]).column(0).to_pylist() for _, f in seg.files]
+                assert all(paths == [seg.warc_path] * len(paths) for paths in held)
+            assert sum(len(seg.files) for seg in segments) <= 0.7 * 10 * len(segments)
+    assert written[0] == written[1]
