@@ -63,7 +63,7 @@ class ReadWarcs:
             report = ReadReport(uri)
             t0, c0 = time.perf_counter(), time.process_time()
             try:
-                stream = open_input(uri, self.policy)
+                stream = open_input(uri, self.policy, self.storage)
             except TransferError as err:  # retries ran out before the first byte
                 report.error, report.error_detail = "warc:transfer_failed", str(err)[:300]
             except Exception as err:  # noqa: BLE001 -- a missing/unreachable file is a counted fault
@@ -582,7 +582,7 @@ class Runner:
 
         t_start = time.perf_counter()
         self._check_fingerprint()
-        inputs = resolve_inputs(self.cfg.input)
+        inputs = resolve_inputs(self.cfg.input, self.storage)
         done = {i.key: r for i in inputs if (r := self._finished(i)) is not None}
         pending = [i for i in inputs if i.key not in done]
         self._say(f"inputs: {len(inputs)} ({len(done)} finished earlier, {len(pending)} to process)")
