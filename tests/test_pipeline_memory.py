@@ -16,6 +16,16 @@ from curate.pipeline.domain_counts import DomainCounts
 from test_pipeline_shards import make_rows, split_into_files
 
 
+def _plan_and_write(files: list[str], out, rows_per_shard: int) -> tuple[shards.ShardPlan, dict[str, str]]:
+    """Plan and write the shards of `files` in this process; (plan, file -> sha256)."""
+    for sub in ("shards", "rejected"):
+        (out / sub).mkdir(parents=True)
+    plan = shards.plan_shards(files, out, rows_per_shard, "zstd", True)
+    for spec in plan.kept + plan.rejected:
+        shards.write_shard(spec)
+    return plan, {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.parquet"))}
+
+
 def test_the_plan_reads_no_row_on_the_driver_and_keeps_segments_not_rows(ray_session, tmp_path, monkeypatch):
     rows = make_rows(300, 3)
     files = split_into_files(rows, tmp_path, [50, 120, 200, 260], 1)
@@ -46,13 +56,7 @@ def test_a_plan_in_ray_tasks_writes_the_bytes_of_a_plan_in_process(ray_session, 
     for where in ("ray", "process"):
         if where == "process":
             monkeypatch.setattr(shards._Calls, "__init__", lambda self: setattr(self, "ray", None))
-        out = tmp_path / where
-        for sub in ("shards", "rejected"):
-            (out / sub).mkdir(parents=True)
-        plan = shards.plan_shards(files, out, 25, "zstd", True)
-        for spec in plan.kept + plan.rejected:
-            shards.write_shard(spec)
-        digests.append({p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.parquet"))})
+        digests.append(_plan_and_write(files, tmp_path / where, 25)[1])
     assert digests[0] and digests[0] == digests[1]
 
 
@@ -105,13 +109,8 @@ def test_a_shard_reads_only_the_part_files_its_rows_are_in(tmp_path):
     pq.write_table(rows, tmp_path / "all.parquet")
     written = []
     for name, files in (("parts", parts), ("one", [str(tmp_path / "all.parquet")])):
-        out = tmp_path / name
-        for sub in ("shards", "rejected"):
-            (out / sub).mkdir(parents=True)
-        plan = shards.plan_shards(files, out, 10, "zstd", True)
-        for spec in plan.kept + plan.rejected:
-            shards.write_shard(spec)
-        written.append({p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.parquet"))})
+        plan, digests = _plan_and_write(files, tmp_path / name, 10)
+        written.append(digests)
         if name == "parts":  # a segment names each part holding its rows, not each of its input's 10 parts
             segments = [seg for spec in plan.kept + plan.rejected for seg in spec.segments]
             for seg in segments:
