@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import shutil
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,9 @@ from curate.train.schedule import LRSchedule
 from curate.train.tokenizer import EOS, load_tokenizer, train_bpe
 
 WIKI_DOMAIN = "en.wikipedia.org"
+sys.path.insert(0, str(Path(__file__).parent))  # wiki_server, the S3 server fixture
+
+from test_pipeline_storage import BUCKET, s3_endpoint  # noqa: E402,F401  (a fixture: moto on 127.0.0.1)
 
 
 def _real_rows(shared_data: Path) -> list[dict]:
@@ -169,9 +175,8 @@ def pool(run_dir, tmp_path_factory) -> TokenPool:
 
 def test_pool_holds_every_document_followed_by_eos(pool):
     assert pool.num_docs > 150 and set(pool.groups) == {WIKI_DOMAIN, "commoncrawl.example"}
-    ends = pool.starts + pool.lengths - 1
-    assert np.all(pool.tokens[ends] == pool.eos)
-    first = pool.tokens[pool.starts[0] : ends[0]]
+    assert all(pool.document(d)[-1] == pool.eos and pool.eos not in pool.document(d)[:-1] for d in range(pool.num_docs))
+    first = pool.document(0)[:-1]
     assert pool.tok.decode(first.tolist()).startswith(pool.tok.decode(first[:5].tolist()))
 
 
@@ -188,7 +193,8 @@ def test_packed_stream_is_deterministic_and_prefix_stable(pool, seed, i):
 def test_packed_stream_without_shuffle_is_the_pool_in_order(pool):
     s = PackedStream(pool, 32, seed=0, shuffle=False)
     flat = np.concatenate([s.sequence(k) for k in range(10)])
-    assert np.array_equal(flat, np.asarray(pool.tokens[:320]))
+    in_order = np.concatenate([pool.document(d) for d in range(40)])
+    assert np.array_equal(flat, in_order[:320])
 
 
 def test_mixture_weights_set_the_token_shares(pool):
@@ -275,6 +281,132 @@ def test_per_row_weights_set_the_token_shares_of_every_epoch(run_dir, pool, tmp_
         read_documents([run_dir / "heldout.jsonl"], weight_column="weight")
 
 
+def test_each_shard_is_tokenized_once_into_a_cached_token_file_the_anneal_pool_reuses(run_dir, tmp_path):
+    """Token files on disk, one per input file, keyed by its fingerprint: a second setup (a
+    resume) tokenizes nothing, a changed shard re-tokenizes only itself, and the anneal pool's
+    rows are documents of the main pool's own files."""
+    from curate.train.loop import Trainer
+
+    cfg, inputs = tiny(run_dir, tmp_path / "model", anneal={"fraction": 0.25, "min_score": 0.5})
+    first = Trainer(cfg, inputs)
+    first.setup()
+    files = sorted((tmp_path / "model" / "tokens" / "files").iterdir())
+    assert len(files) == 3 + 1  # the three shards and the held-out file; annealing added none
+    assert {s.folder for s in first.anneal_pool.segments} == {s.folder for s in first.main_pool.segments}
+    shard = sorted((run_dir / "shards").glob("*.parquet"))[0]
+    seg = first.main_pool.segments[0]
+    assert seg.source == str(shard)
+    want = [t for t in pq.read_table(shard, columns=["text"]).column("text").to_pylist() if t.strip()]
+    got = [first.tokenizer.decode(seg.tokens[a : a + n - 1].tolist()) for a, n in zip(seg.starts, seg.lengths)]
+    assert got == want  # every document of the shard, in order, nothing lost
+    hq = pq.read_table(run_dir / "shards", columns=["wiki_score"]).column("wiki_score").to_numpy()
+    assert first.anneal_pool.num_docs == int((hq >= 0.5).sum()) < first.main_pool.num_docs
+
+    written = {p.name: (p / "tokens.bin").stat().st_mtime_ns for p in files}
+    again = Trainer(cfg, inputs)
+    again.setup()
+    assert again.main_pool.key == first.main_pool.key
+    assert {p.name: (p / "tokens.bin").stat().st_mtime_ns for p in files} == written  # nothing re-tokenized
+
+    moved = tmp_path / "run"
+    shutil.copytree(run_dir / "shards", moved / "shards")
+    shutil.copy(run_dir / "heldout.jsonl", moved / "heldout.jsonl")
+    cfg2, inputs2 = tiny(moved, tmp_path / "model", anneal={"fraction": 0.25, "min_score": 0.5},
+                         data={"paths": [str(moved / "shards" / "*.parquet")]})
+    table = pq.read_table(moved / "shards" / shard.name)
+    pq.write_table(table.slice(0, table.num_rows - 5), moved / "shards" / shard.name)
+    changed = Trainer(cfg2, inputs2)
+    changed.setup()
+    fresh = [s.folder.name for s in changed.main_pool.segments if s.folder.name not in written]
+    assert len(fresh) == 3  # the moved files are new inputs to the cache...
+    assert changed.main_pool.num_docs == first.main_pool.num_docs - 5  # ...and the cut shard is read as it is now
+
+
+@pytest.fixture(scope="module")
+def wiki_api(shared_data):
+    """A MediaWiki-API-shaped server on 127.0.0.1 over the real articles of the shared sample."""
+    from wiki_server import WikiServer
+
+    with gzip.open(shared_data / "wikipedia" / "enwiki-sample.jsonl.gz", "rt") as fh:
+        server = WikiServer([json.loads(line) for line in fh])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def test_the_wikipedia_eval_set_is_fetched_once_from_the_api_into_the_cache(wiki_api, tmp_path):
+    from curate.pipeline.sources import RetryPolicy
+    from curate.train.wikipedia import fetch_wikipedia
+
+    wiki_api.faults[:] = ["503", "429"]  # the first answers fail: retried
+    path = fetch_wikipedia(tmp_path / "cache", articles=20, seed=3, min_chars=1500, api_url=wiki_api.api_url,
+                                policy=RetryPolicy(retries=3, backoff_s=0.01))
+    with gzip.open(path, "rt") as fh:
+        got = [json.loads(line) for line in fh]
+    by_title = dict(zip(wiki_api.titles, wiki_api.pages))
+    assert len(got) == 20 == len({g["id"] for g in got})
+    assert all(g["text"] == by_title[g["title"]]["text"].strip() and len(g["text"]) >= 1500 for g in got)  # real, no stubs
+    assert len(wiki_api.log) > 22  # stubs and repeats were skipped on the way
+    requests = len(wiki_api.log)
+    assert fetch_wikipedia(tmp_path / "cache", articles=20, seed=3, min_chars=1500, api_url=wiki_api.api_url) == path
+    assert len(wiki_api.log) == requests  # cached: nothing fetched again
+    from curate.pipeline.sources import TransferError
+
+    with pytest.raises(TransferError, match="found"):  # a wiki without enough long articles fails, naming why
+        fetch_wikipedia(tmp_path / "other", articles=5, min_chars=10**7, api_url=wiki_api.api_url)
+    assert not (tmp_path / "other").exists()
+
+
+def test_fetched_wikipedia_sets_are_the_eval_set_and_a_disjoint_anneal_pool(run_dir, wiki_api, tmp_path):
+    """`eval.wikipedia` / `anneal.wikipedia`: a config that needs no local eval or anneal file."""
+    from curate.train.wikipedia import article_ids
+    from curate.train.loop import Trainer
+
+    wiki = {"articles": 12, "min_chars": 1000, "cache": str(tmp_path / "cache"), "api_url": wiki_api.api_url}
+    cfg, inputs = tiny(run_dir, tmp_path / "model", eval={"paths": [], "wikipedia": wiki},
+                       anneal={"fraction": 0.25, "wikipedia": {**wiki, "articles": 30}})
+    trainer = Trainer(cfg, inputs)
+    trainer.setup()
+    [eval_file] = [s.source for s in trainer.eval_pool.segments]
+    [anneal_file] = [s.source for s in trainer.anneal_pool.segments]
+    assert eval_file == str(tmp_path / "cache" / "enwiki-12-articles-seed0.jsonl.gz")
+    assert trainer.eval_pool.num_docs == 12 and trainer.anneal_pool.num_docs == 30
+    assert not article_ids(Path(eval_file)) & article_ids(Path(anneal_file))  # the held-out part stays held out
+    assert trainer.evaluate()["eval_loss"] > 0
+
+
+def test_shards_on_an_object_store_are_streamed_into_the_same_token_files(run_dir, s3_endpoint, tmp_path):
+    """A run whose output.path is s3:// (moto on 127.0.0.1): shards and manifest read through the
+    storage layer, token files local, tokens equal to those of the local files."""
+    import uuid
+
+    from curate.pipeline.storage import Storage
+    from curate.train.data import tokenize_file
+    from curate.train.loop import Trainer
+
+    storage = Storage({"endpoint_url": s3_endpoint})
+    base = f"s3://{BUCKET}/train-{uuid.uuid4().hex[:8]}"
+    local = sorted((run_dir / "shards").glob("*.parquet"))
+    for shard in local:
+        storage.write_bytes(f"{base}/shards/{shard.name}", shard.read_bytes())
+    storage.write_bytes(f"{base}/manifest.json", (run_dir / "manifest.json").read_bytes())
+    cfg, _ = tiny(run_dir, tmp_path / "model", anneal={"fraction": 0.25, "min_score": 0.5})
+    inputs = resolve_inputs(cfg, base, storage)
+    inputs.eval_paths = [str(run_dir / "heldout.jsonl")]
+    trainer = Trainer(cfg, inputs)
+    trainer.setup()
+    assert [s.source for s in trainer.main_pool.segments] == [f"{base}/shards/{p.name}" for p in local]
+    assert trainer.mixture == Mixture("domain", {WIKI_DOMAIN: 0.6, "commoncrawl.example": 0.4})  # the manifest, from the store
+    for seg, shard in zip(trainer.main_pool.segments, local):
+        here = tokenize_file(tmp_path / "local", str(shard), trainer.tokenizer, group_column="domain")
+        assert np.array_equal(seg.tokens, here.tokens) and np.array_equal(seg.rows, here.rows)
+    hq = pq.read_table(run_dir / "shards", columns=["wiki_score"]).column("wiki_score").to_numpy()
+    assert trainer.anneal_pool.num_docs == int((hq >= 0.5).sum())
+    with pytest.raises(ValueError, match="output_dir is not set"):
+        resolve_inputs(TrainConfig.model_validate({"max_steps": 1}), base, storage)
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -331,12 +463,15 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(run_dir, tmp_path):
     stopped = train(cfg2, inputs2, stop_after_step=5)  # checkpoint at 4 and at the stop (5)
     assert sorted(p.name for p in stopped.iterdir()) == ["step-000004.pt", "step-000005.pt"]
     (stopped / "step-000005.pt").unlink()  # lose the last one: resume from step 4, redo step 5
+    import torch
+
+    saved = torch.load(stopped / "step-000004.pt", weights_only=True)  # plain data: loading runs no code
+    assert saved["step"] == 4 and isinstance(saved["rng"]["numpy"]["keys"], torch.Tensor)
     train(cfg2, inputs2)
     a, b = losses(tmp_path / "straight"), losses(tmp_path / "interrupted")
     assert list(a) == list(b) == list(range(1, 13))
     for step in a:
         assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])
-    import torch
     from safetensors.torch import load_file
 
     wa = load_file(tmp_path / "straight" / "final" / "model.safetensors")

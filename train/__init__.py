@@ -19,6 +19,7 @@ def run_training(cfg: Config, resume: bool = True) -> Path:
     """Train per `cfg.train` on the run's shards (`cfg.output.path`); return the final model folder."""
     if cfg.train is None:
         raise ValueError("the config has no `train:` section")
+    from curate.pipeline.storage import Storage
     from curate.train.loop import resolve_inputs, train
 
-    return train(cfg.train, resolve_inputs(cfg.train, cfg.output.path), resume=resume)
+    return train(cfg.train, resolve_inputs(cfg.train, cfg.output.path, Storage.of(cfg.storage)), resume=resume)

@@ -4,6 +4,10 @@ One file per checkpoint (`checkpoints/step-000123.pt`), written to a temporary n
 so a crash mid-write never leaves a checkpoint that looks complete. Holds model, optimizer and
 scheduler state, the data position (steps done: the stream is a pure function of the seed, so
 that integer pins it) and every RNG state.
+
+Everything in a checkpoint is a tensor, a number, a string or a list/dict of them (the numpy and
+Python RNG states are converted to such), so it loads with `torch.load(weights_only=True)`: a
+checkpoint file cannot run code when it is loaded.
 """
 
 from __future__ import annotations
@@ -21,15 +25,24 @@ _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
 def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG state as tensors, ints, floats, strings and lists (what `weights_only` loads)."""
+    version, py_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(py_state), "gauss": gauss},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -63,5 +76,4 @@ def save_checkpoint(folder: Path, step: int, payload: dict[str, Any], keep: int)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    # Our own files: they hold numpy/python RNG tuples, which weights_only loading rejects.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)

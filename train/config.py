@@ -60,6 +60,16 @@ class OptimConfig(StrictModel):
     )
 
 
+class WikipediaConfig(StrictModel):
+    """Real Wikipedia articles fetched once over HTTPS into `cache` (see `curate.train.wikipedia`)."""
+
+    articles: int = Field(200, ge=1)
+    seed: int = 0
+    min_chars: int = Field(1000, ge=1, description="shorter articles (stubs) are skipped")
+    cache: str = ".cache/eval"
+    api_url: str = "https://en.wikipedia.org/w/api.php"
+
+
 class AnnealConfig(StrictModel):
     """The last `fraction` of the token budget, drawn from a high-quality pool, LR linearly to zero.
 
@@ -73,16 +83,22 @@ class AnnealConfig(StrictModel):
     min_score: float | None = None
     domains: list[str] | None = None
     paths: list[str] = Field(default_factory=list, description="globs of .parquet / .jsonl(.gz) / .txt high-quality text")
+    wikipedia: WikipediaConfig | None = Field(
+        None, description="also anneal on real Wikipedia articles fetched once into a local cache (never the eval set's)"
+    )
 
     @model_validator(mode="after")
     def _pool_selected(self) -> AnnealConfig:
-        if self.fraction > 0 and self.min_score is None and not self.domains and not self.paths:
-            raise ValueError("anneal.fraction > 0 needs a pool: set min_score, domains and/or paths")
+        if self.fraction > 0 and self.min_score is None and not self.domains and not self.paths and self.wikipedia is None:
+            raise ValueError("anneal.fraction > 0 needs a pool: set min_score, domains, paths and/or wikipedia")
         return self
 
 
 class EvalConfig(StrictModel):
     paths: list[str] = Field(default_factory=list, description="held-out text (.parquet / .jsonl(.gz) / .txt globs)")
+    wikipedia: WikipediaConfig | None = Field(
+        None, description="also evaluate on real Wikipedia articles fetched once into a local cache (no local eval set needed)"
+    )
     interval: int = Field(100, ge=1, description="evaluate every N optimizer steps (and at the end)")
     max_sequences: int = Field(256, ge=1, description="cap on held-out sequences per evaluation")
     batch_size: int = Field(16, ge=1)

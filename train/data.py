@@ -1,9 +1,18 @@
-"""Training data: read documents, pre-tokenize them to a memory-mapped token file, pack on demand.
+"""Training data: stream documents from their files into per-file token files on disk, then read
+packed windows out of those files through memory maps.
 
-Why pre-tokenized memmaps rather than tokenizing while training: tokenization runs once, in the
-Rust tokenizer's parallel batch encoder, and is cached (a resumed run skips it); afterwards a
-batch is a few `numpy` slices of a memmap, so the data path costs microseconds per batch
+Why token files rather than tokenizing while training: tokenization runs once per input file, in
+the Rust tokenizer's parallel batch encoder, and is cached under a key of the file's fingerprint
+(a resumed run, or a second run on the same shards, tokenizes nothing); afterwards a batch is a
+few `numpy` slices of memory-mapped files, so the data path costs microseconds per batch
 (`benchmarks/bench_train.py` measures both ways) and exact resume is a single integer.
+
+Memory stays flat in corpus size: a file is read a batch of rows at a time (Parquet row batches,
+JSONL lines), tokenized and appended to its `tokens.bin`; only per-document bookkeeping (length,
+row, label, weight: tens of bytes a document) is held in RAM. The annealing pool selected by a
+row filter (`wiki_score >= 0.9`) is a subset of the same token files, chosen by reading only the
+filter's columns, so nothing is tokenized twice. Inputs may be object-store URLs (read through
+`curate.pipeline.storage`); token files are always local.
 
 The packed stream is a deterministic function of (seed, pool): documents are visited in seeded
 per-epoch permutations (or drawn by mixture weight), joined with EOS and cut into fixed
@@ -13,16 +22,19 @@ how much of it is asked for: sequence `i` is the same whatever the budget or wor
 
 from __future__ import annotations
 
-import glob
 import gzip
 import hashlib
+import io
 import json
 import os
 import queue
+import shutil
 import threading
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -30,56 +42,127 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from curate.pipeline.storage import LOCAL, Storage, is_local
 from curate.train.tokenizer import EOS, encode_batch
 
 GROUP_COLUMN = "__group"
-SCORE_COLUMN = "__score"
 WEIGHT_COLUMN = "__weight"
+BATCH_ROWS = 1024  # rows read, tokenized and written at a time: bounds the memory of tokenizing
 
 
 # ----------------------------------------------------------------------------- reading documents
 
 
-def expand(patterns: Sequence[str]) -> list[Path]:
-    """Sorted, de-duplicated files matching the globs; a glob that matches nothing is an error."""
-    files: list[Path] = []
+def expand(patterns: Sequence[str], storage: Storage = LOCAL) -> list[str]:
+    """Sorted, de-duplicated files matching the globs (local or URLs); a glob that matches
+    nothing is an error."""
+    files: list[str] = []
     for pattern in patterns:
-        hits = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        pattern = os.path.expanduser(str(pattern))
+        hits = [h for h in storage.glob(pattern) if not is_local(h) or os.path.isfile(h)]
         if not hits:
             raise FileNotFoundError(f"no files match {pattern!r}")
-        files.extend(Path(h) for h in hits if Path(h).is_file())
+        files.extend(hits)
     return list(dict.fromkeys(files))
 
 
-def _read_jsonl(path: Path) -> pa.Table:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    return pa.Table.from_pylist(rows) if rows else pa.table({"text": pa.array([], pa.large_string())})
+def file_fingerprint(url: str, storage: Storage = LOCAL) -> str:
+    """What identifies one version of a file: its path, size and modification time (or the
+    store's ETag / LastModified)."""
+    if is_local(url):
+        st = os.stat(url)
+        return f"{os.path.realpath(url)}|{st.st_size}|{st.st_mtime_ns}"
+    fs, path = storage.fs(url)
+    info = fs.info(path)
+    version = info.get("ETag") or info.get("LastModified") or info.get("mtime") or info.get("generation")
+    return f"{url}|{info.get('size')}|{version}"
 
 
-def read_table(path: Path, text_column: str, extra: Sequence[str] = ()) -> pa.Table:
-    """One file as a table holding `text` plus whichever of `extra` columns it has."""
-    name = path.name
-    if name.endswith(".parquet"):
-        available = set(pq.read_schema(path).names)
-        if text_column not in available:
-            raise ValueError(f"{path}: no column {text_column!r}")
-        table = pq.read_table(path, columns=[c for c in dict.fromkeys([text_column, *extra]) if c in available])
-    elif name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
-        table = _read_jsonl(path)
-        if table.num_rows and text_column not in table.column_names:
-            raise ValueError(f"{path}: no field {text_column!r}")
-    elif name.endswith((".txt", ".txt.gz")):
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            # A plain-text file is one document per blank-line-separated block.
-            docs = [d.strip() for d in fh.read().split("\n\n") if d.strip()]
-        table = pa.table({text_column: pa.array(docs, pa.large_string())})
-    else:
-        raise ValueError(f"{path}: unsupported file type (want .parquet, .jsonl[.gz], .txt[.gz])")
+def files_fingerprint(urls: Sequence[str], storage: Storage = LOCAL) -> str:
+    h = hashlib.sha256()
+    for url in urls:
+        h.update(file_fingerprint(url, storage).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _table_of(columns: dict[str, list], num_rows: int) -> pa.Table:
+    if columns:
+        return pa.table(columns)
+    return pa.table({"_": pa.nulls(num_rows)}).select([])  # no wanted column, the row count kept
+
+
+def _jsonl_batches(fh: IO[bytes], columns: Sequence[str], batch_rows: int) -> Iterator[pa.Table]:
+    lines: list[dict] = []
+
+    def flush() -> pa.Table:
+        present = [c for c in columns if any(c in row for row in lines)]
+        return _table_of({c: [row.get(c) for row in lines] for c in present}, len(lines))
+
+    for line in io.TextIOWrapper(fh, encoding="utf-8"):
+        if line.strip():
+            lines.append(json.loads(line))
+            if len(lines) == batch_rows:
+                yield flush()
+                lines = []
+    if lines:
+        yield flush()
+
+
+def _text_batches(fh: IO[bytes], text_column: str, batch_rows: int) -> Iterator[pa.Table]:
+    # A plain-text file is one document per blank-line-separated block.
+    docs: list[str] = []
+    block: list[str] = []
+    for line in io.TextIOWrapper(fh, encoding="utf-8"):
+        if line.strip():
+            block.append(line)
+            continue
+        if block:
+            docs.append("".join(block).strip())
+            block = []
+            if len(docs) == batch_rows:
+                yield pa.table({text_column: pa.array(docs, pa.large_string())})
+                docs = []
+    if block:
+        docs.append("".join(block).strip())
+    if docs:
+        yield pa.table({text_column: pa.array(docs, pa.large_string())})
+
+
+def iter_batches(url: str, columns: Sequence[str], storage: Storage = LOCAL, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+    """The rows of one file, in file order, `batch_rows` at a time, holding whichever of
+    `columns` the file has (a batch keeps its row count even when it has none of them)."""
+    columns = list(dict.fromkeys(columns))
+    name = url.rsplit("/", 1)[-1]
+    if not name.endswith((".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz", ".txt", ".txt.gz")):
+        raise ValueError(f"{url}: unsupported file type (want .parquet, .jsonl[.gz], .txt[.gz])")
+    with storage.open(url) as raw:
+        if name.endswith(".parquet"):
+            pf = pq.ParquetFile(raw)
+            wanted = [c for c in columns if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=wanted):
+                yield pa.Table.from_batches([batch])
+            return
+        fh = gzip.open(raw) if name.endswith(".gz") else raw
+        if name.endswith((".txt", ".txt.gz")):
+            yield from _text_batches(fh, columns[0], batch_rows)
+        else:
+            yield from _jsonl_batches(fh, columns, batch_rows)
+
+
+def nonempty_mask(text: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Per row: the text is present and not only whitespace (the documents a pool keeps)."""
+    text = pc.cast(text, pa.large_string())
+    return pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0), False).to_numpy(zero_copy_only=False)
+
+
+def read_table(path: str | Path, text_column: str, extra: Sequence[str] = ()) -> pa.Table:
+    """One (small) file as a table holding `text` plus whichever of `extra` columns it has."""
+    parts = list(iter_batches(str(path), [text_column, *extra]))
+    table = pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({})
+    if table.num_rows and text_column not in table.column_names:
+        raise ValueError(f"{path}: no column {text_column!r}")
     if text_column not in table.column_names:
-        table = table.append_column(text_column, pa.array([], pa.large_string()))
+        table = table.append_column(text_column, pa.nulls(table.num_rows, pa.large_string()))
     return table
 
 
@@ -95,91 +178,186 @@ class RowFilter:
     def describe(self) -> str:
         return json.dumps([self.score_column, self.min_score, self.domains, self.domain_column])
 
-    def mask(self, table: pa.Table) -> pa.ChunkedArray | pa.Array:
-        keep = pa.array(np.ones(table.num_rows, dtype=bool))
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in (self.score_column, self.domain_column if self.domains is not None else None) if c]
+
+    def mask(self, table: pa.Table) -> np.ndarray:
+        keep = np.ones(table.num_rows, dtype=bool)
         if self.min_score is not None:
             if self.score_column not in table.column_names:
-                return pa.array(np.zeros(table.num_rows, dtype=bool))
-            keep = pc.and_(keep, pc.fill_null(pc.greater_equal(table[self.score_column], self.min_score), False))
+                return np.zeros(table.num_rows, dtype=bool)
+            keep &= pc.fill_null(pc.greater_equal(table[self.score_column], self.min_score), False).to_numpy(zero_copy_only=False)
         if self.domains is not None:
             if self.domain_column not in table.column_names:
-                return pa.array(np.zeros(table.num_rows, dtype=bool))
-            keep = pc.and_(keep, pc.fill_null(pc.is_in(table[self.domain_column], pa.array(list(self.domains))), False))
+                return np.zeros(table.num_rows, dtype=bool)
+            keep &= pc.fill_null(pc.is_in(table[self.domain_column], pa.array(list(self.domains))), False).to_numpy(zero_copy_only=False)
         return keep
 
 
 def read_documents(
-    paths: Sequence[Path], text_column: str = "text", group_column: str | None = None, row_filter: RowFilter | None = None,
+    paths: Sequence[str | Path], text_column: str = "text", group_column: str | None = None, row_filter: RowFilter | None = None,
     weight_column: str | None = None,
 ) -> pa.Table:
-    """All non-empty documents of `paths` as a table (`text`, `__group`, and `__weight` when
-    `weight_column` is given: a file without that column is an error), in file order."""
-    extra = [c for c in (group_column, weight_column, row_filter and row_filter.score_column,
-                         row_filter and row_filter.domain_column) if c]
-    texts: list[pa.ChunkedArray] = []
-    groups: list[pa.ChunkedArray] = []
-    weights: list[pa.ChunkedArray] = []
+    """All non-empty documents of `paths` as one in-memory table (`text`, `__group`, and
+    `__weight` when `weight_column` is given: a file without that column is an error), in file
+    order. For small sets that are relabelled in memory (the mixture search's proxy pool); the
+    trainer streams files into token files instead (`tokenize_file`)."""
+    extra = [c for c in (group_column, weight_column, *(row_filter.columns if row_filter else ())) if c]
+    out: dict[str, list] = {"text": [], GROUP_COLUMN: [], WEIGHT_COLUMN: []}
     for path in paths:
         table = read_table(path, text_column, extra)
         if row_filter is not None:
             table = table.filter(row_filter.mask(table))
-        text = pc.cast(table[text_column], pa.large_string())
-        nonempty = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0), False)
-        table, text = table.filter(nonempty), text.filter(nonempty)
-        texts.append(text)
-        if group_column and group_column in table.column_names:
-            groups.append(pc.cast(table[group_column], pa.string()))
-        else:
-            groups.append(pa.chunked_array([pa.nulls(table.num_rows, pa.string())]))
+        table = table.filter(nonempty_mask(table[text_column]))
+        out["text"] += pc.cast(table[text_column], pa.large_string()).chunks
+        has_group = bool(group_column) and group_column in table.column_names
+        out[GROUP_COLUMN] += pc.cast(table[group_column], pa.string()).chunks if has_group else [pa.nulls(table.num_rows, pa.string())]
         if weight_column:
             if weight_column not in table.column_names:
                 raise ValueError(f"{path}: no column {weight_column!r} (the manifest's per-row sampling weights)")
-            weights.append(pc.fill_null(pc.cast(table[weight_column], pa.float64()), 0.0))
-    if not texts:
-        out = {"text": pa.array([], pa.large_string()), GROUP_COLUMN: pa.array([], pa.string())}
-        return pa.table({**out, WEIGHT_COLUMN: pa.array([], pa.float64())} if weight_column else out)
-    out = {
-        "text": pa.chunked_array([c for t in texts for c in t.chunks], pa.large_string()),
-        GROUP_COLUMN: pa.chunked_array([c for g in groups for c in g.chunks], pa.string()),
-    }
-    if weight_column:
-        out[WEIGHT_COLUMN] = pa.chunked_array([c for w in weights for c in w.chunks], pa.float64())
-    return pa.table(out)
+            out[WEIGHT_COLUMN] += pc.fill_null(pc.cast(table[weight_column], pa.float64()), 0.0).chunks
+    types = {"text": pa.large_string(), GROUP_COLUMN: pa.string(), WEIGHT_COLUMN: pa.float64()}
+    names = ["text", GROUP_COLUMN] + ([WEIGHT_COLUMN] if weight_column else [])
+    return pa.table({n: pa.chunked_array(out[n], types[n]) for n in names})
 
 
-def files_fingerprint(paths: Sequence[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        st = p.stat()
-        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+# ----------------------------------------------------------------------------- token files
 
 
-# ----------------------------------------------------------------------------- tokenized pool
+def tokenizer_hash(tokenizer) -> str:
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
 
-class TokenPool:
-    """Documents as one flat memory-mapped token array (each document followed by EOS).
-
-    Files in `folder`: tokens.bin (uint16 or uint32), docs.npz (start, length, group id and, when
-    the documents carry one, sampling weight per document), meta.json (cache key, dtype, group
-    names). A folder whose key matches is reused.
-    """
+class Segment:
+    """The token file of one input: tokens.bin (uint16 or uint32, each document followed by EOS),
+    docs.npz (per document: length, source row, label id, text bytes and, when the input has
+    them, sampling weight), meta.json (key, dtype, labels). Written once under a temp name."""
 
     def __init__(self, folder: Path):
         meta = json.loads((folder / "meta.json").read_text())
-        self.folder = folder
-        self.key: str = meta["key"]
+        self.folder, self.key, self.source = folder, meta["key"], meta.get("source")
         self.groups: list[str | None] = meta["groups"]
         docs = np.load(folder / "docs.npz")
-        self.starts: np.ndarray = docs["starts"]
         self.lengths: np.ndarray = docs["lengths"]
+        self.rows: np.ndarray = docs["rows"]
         self.group_ids: np.ndarray = docs["group_ids"]
-        # Expected repeats per epoch of each document (the `weight` column), when the pool has them.
+        self.text_bytes: np.ndarray = docs["text_bytes"]
         self.weights: np.ndarray | None = docs["weights"] if "weights" in docs.files else None
-        self.text_bytes: int = int(meta.get("text_bytes", 0))
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64) if len(self.lengths) else np.zeros(0, np.int64)
         n = int(self.lengths.sum())
-        self.tokens = np.memmap(folder / "tokens.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(n,)) if n else np.zeros(0, np.uint16)
+        dtype = np.dtype(meta["dtype"])
+        self.tokens = np.memmap(folder / "tokens.bin", dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
+
+    @staticmethod
+    def write(folder: Path, key: str, batches: Iterable[pa.Table], tokenizer, *, text_column: str = "text",
+              group_column: str | None = None, weight_column: str | None = None, source: str | None = None) -> Segment:
+        """Tokenize the non-empty rows of `batches` (one file's rows, in order) into `folder`,
+        unless a segment with this key is already there."""
+        if (folder / "meta.json").is_file() and json.loads((folder / "meta.json").read_text()).get("key") == key:
+            return Segment(folder)
+        eos = tokenizer.convert_tokens_to_ids(EOS)
+        dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.uint32
+        tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
+        tmp.mkdir(parents=True)
+        lengths, rows, labels, text_bytes, weights = [], [], [], [], []
+        row0 = 0
+        with open(tmp / "tokens.bin", "wb") as out:
+            for batch in batches:
+                if batch.num_rows and text_column not in batch.column_names:
+                    raise ValueError(f"{source}: no column {text_column!r}")
+                if weight_column and batch.num_rows and weight_column not in batch.column_names:
+                    raise ValueError(f"{source}: no column {weight_column!r} (the manifest's per-row sampling weights)")
+                keep = nonempty_mask(batch[text_column]) if batch.num_rows else np.zeros(0, bool)
+                picked = np.flatnonzero(keep)
+                rows.append(row0 + picked)
+                row0 += batch.num_rows
+                if not len(picked):
+                    continue
+                batch = batch.take(pa.array(picked))
+                texts = pc.cast(batch[text_column], pa.large_string())
+                for ids in encode_batch(tokenizer, texts.to_pylist()):
+                    arr = np.empty(len(ids) + 1, dtype=dtype)
+                    arr[:-1], arr[-1] = ids, eos
+                    out.write(arr.tobytes())
+                    lengths.append(len(arr))
+                text_bytes.append(pc.binary_length(pc.cast(texts, pa.large_binary())).to_numpy(zero_copy_only=False))
+                has_group = bool(group_column) and group_column in batch.column_names
+                labels += pc.cast(batch[group_column], pa.string()).to_pylist() if has_group else [None] * batch.num_rows
+                if weight_column:
+                    weights.append(pc.fill_null(pc.cast(batch[weight_column], pa.float64()), 0.0).to_numpy(zero_copy_only=False))
+        groups = sorted({g for g in labels if g is not None}) + ([None] if None in labels else [])
+        index = {g: i for i, g in enumerate(groups)}
+        per_doc = {
+            "lengths": np.asarray(lengths, np.int64),
+            "rows": np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64),
+            "group_ids": np.asarray([index[g] for g in labels], np.int32),
+            "text_bytes": np.concatenate(text_bytes).astype(np.int64) if text_bytes else np.zeros(0, np.int64),
+        }
+        if weight_column:
+            per_doc["weights"] = np.concatenate(weights) if weights else np.zeros(0)
+        np.savez(tmp / "docs.npz", **per_doc)
+        (tmp / "meta.json").write_text(json.dumps({"key": key, "dtype": np.dtype(dtype).name, "groups": groups, "source": source}))
+        shutil.rmtree(folder, ignore_errors=True)  # a stale segment of another key
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process published the same key first: same content
+            shutil.rmtree(tmp, ignore_errors=True)
+        return Segment(folder)
+
+
+def tokenize_file(cache: Path, url: str, tokenizer, storage: Storage = LOCAL, *, text_column: str = "text",
+                  group_column: str | None = None, weight_column: str | None = None, tok_hash: str | None = None) -> Segment:
+    """The token file of `url` under `cache`, keyed by the file's fingerprint and everything the
+    tokens depend on; built (streaming the file) only when absent."""
+    key = hashlib.sha256(json.dumps([file_fingerprint(url, storage), text_column, group_column, weight_column,
+                                     tok_hash or tokenizer_hash(tokenizer)]).encode()).hexdigest()[:24]
+    columns = [text_column, *(c for c in (group_column, weight_column) if c)]
+    return Segment.write(cache / key, key, iter_batches(url, columns, storage), tokenizer, text_column=text_column,
+                         group_column=group_column, weight_column=weight_column, source=url)
+
+
+def select_documents(segment: Segment, url: str, row_filter: RowFilter, storage: Storage = LOCAL) -> np.ndarray:
+    """Indices of the segment's documents whose source rows pass `row_filter`, reading only the
+    filter's columns of `url`."""
+    masks = [row_filter.mask(batch) for batch in iter_batches(url, row_filter.columns, storage)]
+    passed = np.concatenate(masks) if masks else np.zeros(0, bool)
+    return np.flatnonzero(passed[segment.rows]) if len(segment.rows) else np.zeros(0, np.int64)
+
+
+# ----------------------------------------------------------------------------- token pool
+
+
+class TokenPool:
+    """Documents of one or more segments (each whole, or a subset of its documents), as one
+    sequence of documents; tokens are read through the segments' memory maps.
+
+    Per-document arrays (global document index): `lengths`, `group_ids` into `groups`, and
+    `weights` (expected repeats per epoch) when every segment has them and `with_weights`."""
+
+    def __init__(self, segments: Sequence[Segment], selections: Sequence[np.ndarray | None] | None = None, name: str = "pool",
+                 with_weights: bool = True):
+        selections = list(selections) if selections is not None else [None] * len(segments)
+        self.name, self.segments = name, list(segments)
+        picks = [np.arange(len(s.lengths)) if sel is None else np.asarray(sel, np.int64) for s, sel in zip(segments, selections)]
+        labels = {g for s, p in zip(segments, picks) for g in np.asarray(s.groups, dtype=object)[np.unique(s.group_ids[p])]} if segments else set()
+        self.groups: list[str | None] = sorted(g for g in labels if g is not None) + ([None] if None in labels else [])
+        index = {g: i for i, g in enumerate(self.groups)}
+
+        def cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        self.segment_of = cat([np.full(len(p), k, np.int32) for k, p in enumerate(picks)], np.int32)
+        self.starts = cat([s.starts[p] for s, p in zip(segments, picks)], np.int64)  # within its segment
+        self.lengths = cat([s.lengths[p] for s, p in zip(segments, picks)], np.int64)
+        self.group_ids = cat([np.asarray([index.get(g, -1) for g in s.groups], np.int32)[s.group_ids[p]] if len(p) else np.zeros(0, np.int32)
+                              for s, p in zip(segments, picks)], np.int32)
+        self.weights: np.ndarray | None = None
+        if with_weights and segments and all(s.weights is not None for s in segments):
+            self.weights = cat([s.weights[p] for s, p in zip(segments, picks)], np.float64)
+        self.text_bytes = int(sum(int(s.text_bytes[p].sum()) for s, p in zip(segments, picks)))
+        self.key = hashlib.sha256(json.dumps([[s.key, None if sel is None else hashlib.sha256(np.asarray(sel, np.int64).tobytes()).hexdigest()]
+                                              for s, sel in zip(segments, selections)]).encode()).hexdigest()[:16]
 
     @property
     def num_docs(self) -> int:
@@ -189,40 +367,26 @@ class TokenPool:
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
 
+    def read(self, doc: int, offset: int, count: int) -> np.ndarray:
+        """`count` tokens of document `doc` from `offset` (a view of the memory map)."""
+        start = int(self.starts[doc]) + offset
+        return self.segments[int(self.segment_of[doc])].tokens[start : start + count]
+
+    def document(self, doc: int) -> np.ndarray:
+        return self.read(doc, 0, int(self.lengths[doc]))
+
     @classmethod
-    def build(cls, folder: Path, key: str, docs: pa.Table, tokenizer, chunk_docs: int = 2048) -> TokenPool:
-        """Tokenize `docs` into `folder` (or reuse it when its key matches)."""
-        meta_path = folder / "meta.json"
-        if meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
-            return cls(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        eos = tokenizer.convert_tokens_to_ids(EOS)
-        dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.uint32
-        group_values = docs[GROUP_COLUMN].to_pylist()
-        groups = sorted({g for g in group_values if g is not None}) + ([None] if None in group_values else [])
-        group_index = {g: i for i, g in enumerate(groups)}
-        lengths: list[int] = []
-        tmp = folder / "tokens.bin.tmp"
-        with open(tmp, "wb") as out:
-            texts = docs["text"]
-            for lo in range(0, docs.num_rows, chunk_docs):
-                batch = texts.slice(lo, chunk_docs).to_pylist()
-                for ids in encode_batch(tokenizer, batch):
-                    arr = np.empty(len(ids) + 1, dtype=dtype)
-                    arr[:-1] = ids
-                    arr[-1] = eos
-                    out.write(arr.tobytes())
-                    lengths.append(len(arr))
-        os.replace(tmp, folder / "tokens.bin")
-        lens = np.asarray(lengths, dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) if len(lens) else np.zeros(0, np.int64)
-        gids = np.asarray([group_index[g] for g in group_values], dtype=np.int32)
-        per_doc = {"weights": docs[WEIGHT_COLUMN].to_numpy()} if WEIGHT_COLUMN in docs.column_names else {}
-        np.savez(folder / "docs.npz", starts=starts, lengths=lens, group_ids=gids, **per_doc)
-        text_bytes = int(pc.sum(pc.binary_length(pc.cast(docs["text"], pa.large_binary()))).as_py() or 0)
-        meta = {"key": key, "dtype": np.dtype(dtype).name, "groups": groups, "text_bytes": text_bytes}
-        meta_path.write_text(json.dumps(meta))
-        return cls(folder)
+    def build(cls, folder: Path, key: str, docs: pa.Table, tokenizer, name: str | None = None) -> TokenPool:
+        """A one-segment pool of an in-memory table (`text`, `__group`, optional `__weight`),
+        tokenized into `folder` unless a segment with `key` is there."""
+        weight = WEIGHT_COLUMN if WEIGHT_COLUMN in docs.column_names else None
+        segment = Segment.write(folder, key, docs.to_batches(BATCH_ROWS), tokenizer, group_column=GROUP_COLUMN,
+                                weight_column=weight, source=name)
+        return cls([segment], name=name or str(folder))
+
+    @classmethod
+    def open(cls, folder: Path, name: str | None = None) -> TokenPool:
+        return cls([Segment(folder)], name=name or str(folder))
 
 
 # ----------------------------------------------------------------------------- packed stream
@@ -245,9 +409,9 @@ class PackedStream:
     def __init__(self, pool: TokenPool, seq_len: int, seed: int, weights: dict[str, float] | None = None, shuffle: bool = True,
                  doc_weights: bool = False):
         if pool.num_docs == 0 or pool.num_tokens < 2:
-            raise ValueError(f"no training text in {pool.folder}")
+            raise ValueError(f"no training text in {pool.name}")
         if doc_weights and (pool.weights is None or float(pool.weights.sum()) <= 0):
-            raise ValueError(f"{pool.folder}: per-document weights requested but the pool has none above 0")
+            raise ValueError(f"{pool.name}: per-document weights requested but the pool has none above 0")
         self.pool, self.seq_len, self.seed, self.shuffle = pool, seq_len, seed, shuffle
         self.doc_weights = doc_weights
         self.group_probs = self._group_probs(weights) if weights else None
@@ -334,12 +498,11 @@ class PackedStream:
         j = int(np.searchsorted(self._cum, lo, side="right"))
         pos = lo
         while pos < hi:
-            doc = order[j]
+            doc = int(order[j])
             doc_start_in_stream = self._cum[j] - self.pool.lengths[doc]
-            off = pos - doc_start_in_stream
+            off = int(pos - doc_start_in_stream)
             take = min(hi - pos, int(self.pool.lengths[doc] - off))
-            src = self.pool.starts[doc] + off
-            out[pos - lo : pos - lo + take] = self.pool.tokens[src : src + take]
+            out[pos - lo : pos - lo + take] = self.pool.read(doc, off, take)
             pos += take
             j += 1
         return out

@@ -8,7 +8,6 @@ pools; the other ranks wait at a barrier and then memory-map the same files.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -24,15 +23,20 @@ from torch.nn.parallel import DistributedDataParallel
 
 from curate.train import checkpoint as ckpt
 from curate.train.config import TrainConfig
+from curate.pipeline.storage import LOCAL, Storage, is_local
+from curate.pipeline.storage import join as url_join
 from curate.train.data import (
     BatchLoader,
     PackedStream,
     RowFilter,
     StepPlan,
     TokenPool,
+    nonempty_mask,
     expand,
-    files_fingerprint,
-    read_documents,
+    iter_batches,
+    select_documents,
+    tokenize_file,
+    tokenizer_hash,
 )
 from curate.train.model import build_model, count_params, flops_per_token, llama_config
 from curate.train.plots import plot_loss, read_metrics
@@ -47,30 +51,38 @@ PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12,
 class TrainInputs:
     """Where a training run reads from and writes to, with defaults already resolved."""
 
-    data_paths: list[str]
-    output_dir: Path
-    manifest: Path | None = None
+    data_paths: list[str]  # local globs or object-store URLs (read through `storage`)
+    output_dir: Path  # local: checkpoints, token files, the final model
+    manifest: Path | str | None = None
     anneal_paths: list[str] = field(default_factory=list)
     eval_paths: list[str] = field(default_factory=list)
+    storage: Storage = LOCAL
 
 
-def resolve_inputs(tcfg: TrainConfig, run_output: str | Path | None) -> TrainInputs:
-    """Fill the defaults that point into the curation run's output folder."""
-    base = Path(run_output) if run_output is not None else None
+def resolve_inputs(tcfg: TrainConfig, run_output: str | Path | None, storage: Storage = LOCAL) -> TrainInputs:
+    """Fill the defaults that point into the curation run's output folder (a local folder or
+    an object-store URL; the trainer's own output is always a local folder)."""
+    base = str(run_output) if run_output is not None else None
+    local_base = Path(base) if base is not None and is_local(base) else None
     if tcfg.data.paths:
         data_paths = list(tcfg.data.paths)
     elif base is not None:
-        data_paths = [str(base / "shards" / "*.parquet")]
+        data_paths = [url_join(base, "shards", "*.parquet")]
     else:
         raise ValueError("train.data.paths is not set and there is no run output folder to read shards from")
-    manifest = Path(tcfg.data.manifest) if tcfg.data.manifest else (base / "manifest.json" if base else None)
+    if tcfg.data.manifest:
+        manifest: Path | str | None = tcfg.data.manifest
+    else:
+        manifest = local_base / "manifest.json" if local_base else (url_join(base, "manifest.json") if base else None)
     if tcfg.output_dir:
         out = Path(tcfg.output_dir)
+    elif local_base is not None:
+        out = local_base / "model"
     elif base is not None:
-        out = base / "model"
+        raise ValueError(f"train.output_dir is not set: output.path {base} is an object store, the trainer needs a local folder")
     else:
         raise ValueError("train.output_dir is not set and there is no run output folder")
-    return TrainInputs(data_paths, out, manifest, list(tcfg.anneal.paths), list(tcfg.eval.paths))
+    return TrainInputs(data_paths, out, manifest, list(tcfg.anneal.paths), list(tcfg.eval.paths), storage)
 
 
 @dataclass(frozen=True)
@@ -82,12 +94,12 @@ class Mixture:
     weight_column: str | None = None  # per-row expected repeats written by the reweighting stage
 
 
-def read_mixture(manifest: Path | None) -> Mixture | None:
+def read_mixture(manifest: Path | str | None, storage: Storage = LOCAL) -> Mixture | None:
     """The manifest's mixture: per-row weights (`weight_column`, from the reweighting stage) or
     label -> share weights; None when absent or empty."""
-    if manifest is None or not manifest.is_file():
+    if manifest is None or not storage.exists(str(manifest)):
         return None
-    mixture = json.loads(manifest.read_text()).get("mixture") or {}
+    mixture = storage.read_json(str(manifest)).get("mixture") or {}
     shares = mixture.get("targets") or mixture.get("weights") or {}
     weights = {str(k): float(v) for k, v in shares.items() if float(v) > 0}
     if not weights and not mixture.get("weight_column"):
@@ -151,54 +163,91 @@ class Trainer:
         if self.cfg.tokenizer.path:
             tok = load_tokenizer(self.cfg.tokenizer.path)
         else:
-            docs = read_documents(expand(self.inputs.data_paths), self.cfg.data.text_column)
-            n = min(self.cfg.tokenizer.sample_docs, docs.num_rows)
-            pick = np.sort(np.random.default_rng(self.cfg.seed).choice(docs.num_rows, size=n, replace=False))
-            sample = docs["text"].take(pa.array(pick)).to_pylist()
+            sample = self._tokenizer_sample(self.cfg.tokenizer.sample_docs)
             tok = train_bpe(sample, self.cfg.tokenizer.vocab_size, self.cfg.tokenizer.min_frequency)
         tok.save_pretrained(saved)
         return tok
 
-    def _pool(self, name: str, paths: list[str], group_column: str | None = None, row_filter: RowFilter | None = None,
-              weight_column: str | None = None) -> TokenPool:
-        files = expand(paths)
-        tok_hash = hashlib.sha256(self.tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
-        key = hashlib.sha256(
-            json.dumps([files_fingerprint(files), self.cfg.data.text_column, group_column, row_filter and row_filter.describe(),
-                        tok_hash] + ([weight_column] if weight_column else [])).encode()
-        ).hexdigest()[:16]
-        folder = self.out / "tokens" / name
-        if self.dist.is_main:
-            docs = read_documents(files, self.cfg.data.text_column, group_column, row_filter, weight_column)
-            TokenPool.build(folder, key, docs, self.tokenizer)
-        self._barrier()
-        pool = TokenPool(folder)
-        if pool.key != key:
-            raise RuntimeError(f"token pool {folder} is stale (another run is writing it?)")
-        return pool
+    def _tokenizer_sample(self, size: int) -> list[str]:
+        """A seeded uniform sample of `size` non-empty documents of the training data, in corpus
+        order, drawn in one streaming pass (reservoir sampling): memory is the sample's, not the
+        corpus's."""
+        rng = np.random.default_rng(self.cfg.seed)
+        kept: list[tuple[int, str]] = []
+        seen = 0
+        column = self.cfg.data.text_column
+        for url in expand(self.inputs.data_paths, self.inputs.storage):
+            for batch in iter_batches(url, [column], self.inputs.storage):
+                if not batch.num_rows or column not in batch.column_names:
+                    continue
+                texts = batch[column].filter(pa.array(nonempty_mask(batch[column]))).to_pylist()
+                fill = min(max(size - seen, 0), len(texts))
+                kept += [(seen + i, texts[i]) for i in range(fill)]
+                if fill < len(texts):  # each later document replaces a random slot with prob size/(index+1)
+                    index = np.arange(seen + fill, seen + len(texts))
+                    slots = rng.integers(0, index + 1)
+                    for i in np.flatnonzero(slots < size):
+                        kept[slots[i]] = (int(index[i]), texts[fill + i])
+                seen += len(texts)
+        return [text for _, text in sorted(kept)]
 
-    def _anneal_pool(self) -> TokenPool | None:
+    def _segments(self, paths: list[str], group_column: str | None = None, weight_column: str | None = None):
+        """(file, segment) of every file of `paths`, tokenized by rank 0 (once: cached under
+        `tokens/files/` by fingerprint), opened by every rank."""
+        files = expand(paths, self.inputs.storage)
+        cache = self.out / "tokens" / "files"
+        tok_hash = tokenizer_hash(self.tokenizer)
+        kwargs = dict(text_column=self.cfg.data.text_column, group_column=group_column, weight_column=weight_column, tok_hash=tok_hash)
+        if self.dist.is_main:
+            segments = [tokenize_file(cache, f, self.tokenizer, self.inputs.storage, **kwargs) for f in files]
+        self._barrier()
+        if not self.dist.is_main:  # the files are there now: this only opens them
+            segments = [tokenize_file(cache, f, self.tokenizer, self.inputs.storage, **kwargs) for f in files]
+        return list(zip(files, segments))
+
+    def _pool(self, name: str, paths: list[str], group_column: str | None = None, weight_column: str | None = None) -> TokenPool:
+        return TokenPool([seg for _, seg in self._segments(paths, group_column, weight_column)], name=name)
+
+    def _anneal_pool(self, main_group: str | None, main_weight: str | None) -> TokenPool | None:
+        """Rows of the training data passing the row filter (documents of the main pool's own
+        token files, so nothing is tokenized again) plus every document of `anneal.paths`."""
         a = self.cfg.anneal
         if a.fraction <= 0:
             return None
-        tables = []
+        segments, selections = [], []
         if a.min_score is not None or a.domains:
             flt = RowFilter(a.score_column if a.min_score is not None else None, a.min_score, tuple(a.domains) if a.domains else None)
-            tables.append(read_documents(expand(self.inputs.data_paths), self.cfg.data.text_column, None, flt))
-        if self.inputs.anneal_paths:
-            tables.append(read_documents(expand(self.inputs.anneal_paths), self.cfg.data.text_column))
-        docs = pa.concat_tables(tables)
-        if docs.num_rows == 0:
+            for url, seg in self._segments(self.inputs.data_paths, main_group, main_weight):
+                segments.append(seg)
+                selections.append(select_documents(seg, url, flt, self.inputs.storage))
+        if self.anneal_paths:
+            for _, seg in self._segments(self.anneal_paths):
+                segments.append(seg)
+                selections.append(None)
+        pool = TokenPool(segments, selections, name="anneal", with_weights=False)  # drawn uniformly, not by the mixture
+        if pool.num_docs == 0:
             raise ValueError("the annealing pool is empty: no row passes anneal.min_score / anneal.domains and no anneal.paths")
-        # Key over both the selection and the separate source, so a config change re-tokenizes.
-        files = expand(self.inputs.data_paths) + (expand(self.inputs.anneal_paths) if self.inputs.anneal_paths else [])
-        tok_hash = hashlib.sha256(self.tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
-        key = hashlib.sha256(json.dumps([files_fingerprint(files), a.model_dump(mode="json"), self.cfg.data.text_column, tok_hash]).encode()).hexdigest()[:16]
-        folder = self.out / "tokens" / "anneal"
+        return pool
+
+    def _fetched_wikipedia(self) -> tuple[list[str], list[str]]:
+        """(eval files, anneal files) of `eval.wikipedia` / `anneal.wikipedia`: fetched once by
+        rank 0, the anneal set excluding every eval article."""
+        from curate.train.wikipedia import article_ids, fetch_wikipedia
+
+        def fetch(wiki, exclude: set[str] | None = None) -> Path:
+            return fetch_wikipedia(Path(wiki.cache), articles=wiki.articles, seed=wiki.seed, min_chars=wiki.min_chars,
+                                   api_url=wiki.api_url, exclude=exclude)
+
+        def both() -> tuple[list[str], list[str]]:
+            evals = [fetch(self.cfg.eval.wikipedia)] if self.cfg.eval.wikipedia else []
+            held_out = article_ids(evals[0]) if evals else None
+            anneal = [fetch(self.cfg.anneal.wikipedia, held_out)] if self.cfg.anneal.wikipedia and self.cfg.anneal.fraction > 0 else []
+            return [str(p) for p in evals], [str(p) for p in anneal]
+
         if self.dist.is_main:
-            TokenPool.build(folder, key, docs, self.tokenizer)
+            both()
         self._barrier()
-        return TokenPool(folder)
+        return both()  # cached now: no request
 
     def setup(self) -> None:
         cfg = self.cfg
@@ -209,12 +258,14 @@ class Trainer:
         if not self.dist.is_main:
             self.tokenizer = load_tokenizer(self.out / "tokenizer")
 
-        mixture = read_mixture(self.inputs.manifest) if cfg.data.use_mixture else None
+        fetched_eval, fetched_anneal = self._fetched_wikipedia()
+        self.eval_paths, self.anneal_paths = self.inputs.eval_paths + fetched_eval, self.inputs.anneal_paths + fetched_anneal
+        mixture = read_mixture(self.inputs.manifest, self.inputs.storage) if cfg.data.use_mixture else None
         self.mixture = mixture
-        self.main_pool = self._pool("main", self.inputs.data_paths, mixture.column if mixture else None,
-                                    weight_column=mixture.weight_column if mixture else None)
-        self.anneal_pool = self._anneal_pool()
-        self.eval_pool = self._pool("eval", self.inputs.eval_paths) if self.inputs.eval_paths else None
+        group, weight = (mixture.column, mixture.weight_column) if mixture else (None, None)
+        self.main_pool = self._pool("main", self.inputs.data_paths, group, weight)
+        self.anneal_pool = self._anneal_pool(group, weight)
+        self.eval_pool = self._pool("eval", self.eval_paths) if self.eval_paths else None
 
         world = self.dist.world_size
         self.tokens_per_step = cfg.seq_len * cfg.micro_batch_size * cfg.grad_accum * world

@@ -104,7 +104,7 @@ def train_proxy(out_dir: str, mixture: dict[str, float], seed: int, settings: Pr
     torch.manual_seed(seed)
     out = Path(out_dir)
     tok = load_tokenizer(out / "tokenizer")
-    pool, held = TokenPool(out / "pool"), TokenPool(out / "eval")
+    pool, held = TokenPool.open(out / "pool"), TokenPool.open(out / "eval")
     s = settings
     eos, pad = tok.convert_tokens_to_ids(EOS), tok.convert_tokens_to_ids(PAD)
     mcfg = ModelConfig(preset="tiny", hidden_size=s.hidden_size, num_layers=s.num_layers, num_heads=4, num_kv_heads=4,
