@@ -1,6 +1,6 @@
 """Memory flat in input size, and per-document throughput on 1 vs 2 CPUs.
 
-    .venv/bin/python benchmarks/bench_memory.py memory [--copies 1,8] [--cpus 2] [--engine resiliparse]
+    .venv/bin/python benchmarks/bench_memory.py memory [--copies 1,8] [--cpus 2] [--engine resiliparse] [--no-dedup]
     .venv/bin/python benchmarks/bench_memory.py throughput [--copies 4] [--cpus 1,2] [--engine trafilatura]
 
 Input: `--copies` copies of ../shared/data/real-pages.warc.gz (388 pages) as separate files,
@@ -186,7 +186,7 @@ def memory(args: argparse.Namespace, work: Path) -> None:
     copies = [int(c) for c in args.copies.split(",")]
     results = {}
     for c in copies:
-        r = run_child(build_inputs(work / f"in-{c}", c), int(args.cpus.split(",")[0]), True, args.engine, work)
+        r = run_child(build_inputs(work / f"in-{c}", c), int(args.cpus.split(",")[0]), not args.no_dedup, args.engine, work)
         results[c] = r
         print(f"{c}x ({r['docs']} docs, {r['wall_s']:.0f} s): driver {_mib(r['driver_rss'])}, largest worker "
               f"{_mib(r['worker_rss'])} ({r['worker_name']}; {_mib(r['worker_private'])} not shared), "
@@ -226,6 +226,7 @@ def main() -> None:
     ap.add_argument("--num-cpus", type=int)
     ap.add_argument("--t0", type=float)
     ap.add_argument("--dedup", action="store_true")
+    ap.add_argument("--no-dedup", action="store_true", help="memory: without the global dedup stages (what they hold apart)")
     args = ap.parse_args()
     if args.mode == "child":
         return child(args)
