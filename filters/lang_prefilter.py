@@ -4,8 +4,16 @@ resiliparse's main-content plain text costs ~10x less than trafilatura. A page w
 is in a language outside `filters.language.keep` with a score of at least
 `prefilter_min_confidence` is dropped as `lang_prefilter:<code>` and never reaches trafilatura;
 every other page (kept languages, and borderline scores) goes the full path and is decided by
-`filters.language` on the trafilatura text as before. The model, labels and keep-list are
-`filters.language`'s own: the pre-filter is configured by that section.
+`filters.language` on the trafilatura text as before. The keep-list and thresholds are
+`filters.language`'s own: the pre-filter is configured by that section. Its model is the
+section's own when that is cheap (cld2, fastText: the pre-decision then anticipates the very
+model that decides later), and lid.176 (FineWeb's) for heliport, which costs ~0.9 GB per worker:
+the pre-filter reads every page, so it must stay cheap, and it only ever drops what a second,
+full decision would drop too.
+
+Language ID reads the first `LID_PREFIX_CHARS` characters of the fast text: fastText's cost is
+linear in the text, and a few thousand characters decide a page's language as well as the whole
+of it (`benchmarks/bench_pipeline.py` and tests/test_pipeline_throughput.py check the decisions).
 """
 
 from __future__ import annotations
@@ -19,9 +27,12 @@ import pyarrow.compute as pc
 
 from curate import schema
 from curate.filters.config import LanguageConfig
-from curate.filters.lang import LanguageID
+from curate.filters.lang import LanguageID, keep_codes
 from curate.pipeline.extract import decode_html
 from curate.pipeline.stage import Stage
+
+#: Characters of the fast text language ID reads (about 600 words).
+LID_PREFIX_CHARS = 4000
 
 
 def fast_text(payload: bytes, header_charset: str | None) -> str:
@@ -36,14 +47,28 @@ def fast_text(payload: bytes, header_charset: str | None) -> str:
         return ""
 
 
+#: Backends cheap enough to read every page (on the first 4000 characters of 427 real pages:
+#: cld2 0.12 s, lid.176 0.65 s of CPU; heliport also holds ~0.9 GB per worker).
+CHEAP_BACKENDS = ("cld2", "fasttext")
+
+
+def prefilter_model(cfg: LanguageConfig) -> LanguageConfig:
+    """The language section with the pre-filter's model: its own when cheap, else lid.176."""
+    if cfg.backend in CHEAP_BACKENDS:
+        return cfg
+    # The label map is for the other backend's labels; lid.176's are ISO 639-1 codes already.
+    return cfg.model_copy(update={"backend": "fasttext", "model_path": None, "label_map": {}})
+
+
 class LanguagePrefilter(Stage):
     name: ClassVar[str] = "language_prefilter"
     reason_namespaces: ClassVar[tuple[str, ...]] = ("lang_prefilter",)
 
     def __init__(self, cfg: LanguageConfig) -> None:
         self.min_confidence, self.min_score = cfg.prefilter_min_confidence, cfg.min_score
-        self.lid = LanguageID(cfg) if cfg.keep else None  # keeping every language leaves nothing to pre-decide
-        self.keep = self.lid.keep if self.lid is not None else frozenset()  # as the language filter maps (and folds) them
+        # Keeping every language leaves nothing to pre-decide.
+        self.lid = LanguageID(prefilter_model(cfg)) if cfg.keep else None
+        self.keep = keep_codes(cfg) or frozenset()  # as the language filter maps (and folds) them
         self.counts = {"pages": 0, "decided": 0, "seconds": 0.0}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -56,7 +81,7 @@ class LanguagePrefilter(Stage):
             return batch
         t0 = time.perf_counter()
         payloads, charsets = raw.to_pylist(), batch.column(schema.CHARSET).to_pylist()
-        tops, scores, alls = self.lid.predict([fast_text(payloads[r], charsets[r]) for r in rows])
+        tops, scores, alls = self.lid.predict([fast_text(payloads[r], charsets[r])[:LID_PREFIX_CHARS] for r in rows])
         langs = batch.column(schema.LANG).to_pylist()
         lang_scores = batch.column(schema.LANG_SCORE).to_pylist()
         reasons: list[str | None] = [None] * batch.num_rows

@@ -10,6 +10,7 @@ Gopher quality) tokenize each document once, as datatrove's lru_cache does for c
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from functools import lru_cache
@@ -52,8 +53,27 @@ class WordSplitter:
         return words
 
 
+def import_spacy_without_torch() -> None:
+    """Import spaCy without letting thinc (spaCy's ML layer) import torch.
+
+    thinc probes for torch at import time (`try: import torch`), which is two thirds of spaCy's
+    import cost (~2 s of CPU per worker process); the blank tokenizers and the rule-based
+    sentencizer used here never touch thinc's backends. A process that already has torch keeps
+    it, and `import torch` works normally afterwards (only thinc believes it absent).
+    """
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
+    try:
+        import spacy  # noqa: F401
+    finally:
+        del sys.modules["torch"]
+
+
 def _load(language: str) -> tuple[object | None, Callable[[str], list[str]]]:
     from datatrove.utils.word_tokenizers import SpaCyTokenizer, WhitespaceTokenizer, load_word_tokenizer
+
+    import_spacy_without_torch()
 
     tok = load_word_tokenizer(language) if language != FALLBACK else WhitespaceTokenizer()
     if isinstance(tok, WhitespaceTokenizer):
@@ -101,6 +121,7 @@ def resolve_language(configured: str, row_lang: str | None, default: str) -> str
 def _sentence_language(language: str) -> str:
     from datatrove.utils.word_tokenizers import load_word_tokenizer
 
+    import_spacy_without_torch()
     try:
         load_word_tokenizer(language).sent_tokenize("probe.")
         return language

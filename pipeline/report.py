@@ -96,6 +96,8 @@ def build_stats(cfg: Config, reports: list[dict], reasons: Counter, snap: dict, 
             entry["seconds"] = global_stats[name].get("total_seconds")
         if snap.get("counters", {}).get(name):
             entry["counters"] = snap["counters"][name]
+        if snap.get("reused", {}).get(name):  # taken from the extraction cache: an earlier run's work
+            entry["reused_from_cache"] = {k: round(v, 3) for k, v in snap["reused"][name].items()}
         funnel.append(entry)
         remaining -= dropped
     records_by_type: Counter = Counter()
@@ -220,6 +222,10 @@ def render_markdown(stats: dict, manifest: dict) -> str:
         lines += ["", f"extraction saved: {saved['prefiltered_pages']} pages decided by the language pre-filter "
                       f"({saved['prefilter_seconds']} s for its fast extraction) and {saved['reused_pages']} reused by payload digest, "
                       f"at {saved['extract_seconds_per_page']} s per extracted page: ~{saved['estimated_seconds_saved']} s net"]
+    reused = (stats.get("resume") or {}).get("reused_from_cache") or {}
+    if reused:
+        lines += ["", "from the extraction cache (an earlier run's work, not redone): "
+                      + ", ".join(f"{stage} {r['rows']:.0f} rows ({r['seconds']:.1f} s then)" for stage, r in reused.items())]
     lines += ["", f"file errors: {stats['file_errors'] or 'none'}",
               f"shards: {len(manifest['shards'])} ({manifest['rows']} rows, {manifest['tokens']} tokens)", ""]
     if manifest["mixture"].get("shares_before"):

@@ -2,15 +2,21 @@
 global stages (dedup) -> shards, with resume and a funnel that must add up.
 
 Layout under `output.path`:
-  work/read/<input>.json     per-input completion marker (what reading found, rows emitted)
+  work/config.json           the deciding settings and per-document prefix fingerprints of the last run
+  work/read/<input>.json     per-input completion marker (what reading found, rows emitted, the
+                             fingerprint of the per-document stages its docs went through)
   work/docs/<input>/*.parquet  every row of that input after the per-document stages
-  work/global/<k>-<name>/     each global stage's materialized output (+ _SUCCESS)
+  work/cache/extract-<fp>/<input>/  every row after extraction (+ _SUCCESS), see `resume.py`
+  work/global/<k>-<name>/     each global stage's materialized output (+ _SUCCESS, its fingerprint)
   shards/ rejected/ stats.json manifest.json report.md funnel.png
 
-Resume: an input is finished when its marker exists and its part files hold exactly the rows
-the marker counts; anything else about it is deleted and redone. Global stages are reused only
-when no input was (re)processed in this invocation. Shards are rewritten from the sorted rows,
-so a resumed run yields byte-identical shards to an uninterrupted one.
+Resume: an input is finished when its marker exists, names this config's per-document
+fingerprint, and its part files hold exactly the rows the marker counts; anything else about it
+is redone, from the extraction cache when that holds the input under this config's extraction
+fingerprint (so a changed filter threshold re-runs only the filters). A global stage is reused
+when its fingerprint (its settings and its input's) is the one it was committed with. Shards
+are rewritten from the sorted rows, so a resumed run yields byte-identical shards to an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -32,10 +38,23 @@ from curate import schema
 from curate.config import Config
 from curate.pipeline.domain_counts import DomainCounts
 from curate.pipeline.progress import RunProgress
+from curate.pipeline.resume import (
+    CACHE_COMPRESSION,
+    CACHED_STAGE,
+    DocumentPlan,
+    ExtractionCache,
+    ReadCached,
+    cache_schema,
+    changed_settings,
+    docs_marker,
+    document_fingerprints,
+    first_changed,
+    global_fingerprints,
+)
 from curate.pipeline.shards import write_table_atomic
 from curate.pipeline.sources import InputFile, RetryPolicy, TransferError, open_input, resolve_inputs
 from curate.pipeline.stage import Resources, Stage
-from curate.pipeline.storage import COMMIT_MARKER, LOCAL, Storage, is_local, join
+from curate.pipeline.storage import COMMIT_MARKER, LOCAL, Storage, basename, is_local, join
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +66,13 @@ log = logging.getLogger(__name__)
 class ReadWarcs:
     """map_batches fn: a batch of input URIs -> batches of raw document rows."""
 
-    def __init__(self, cfg: Config, read_dir: str, storage: Storage = LOCAL) -> None:
+    def __init__(self, cfg: Config, read_dir: str, storage: Storage = LOCAL, docs_fingerprint: str = "") -> None:
         from curate.pipeline.warc import WarcReader
 
         self.reader = WarcReader(cfg.read)
         self.read_dir = str(read_dir)
         self.storage = storage
+        self.docs_fingerprint = docs_fingerprint
         self.policy = RetryPolicy.of(cfg.input)
 
     def __call__(self, batch: pa.Table):
@@ -80,7 +100,7 @@ class ReadWarcs:
             report.seconds += time.perf_counter() - t0
             report.cpu_seconds += time.process_time() - c0
             # Written last: rows of this input are all emitted once the marker exists.
-            self.storage.write_json(join(self.read_dir, f"{source.key}.json"), report.to_json())
+            self.storage.write_json(join(self.read_dir, f"{source.key}.json"), docs_marker(report.to_json(), self.docs_fingerprint))
 
 
 class StageGroup:
@@ -93,14 +113,20 @@ class StageGroup:
     drops of every stage that made it: the funnel then sums exactly the work behind the rows
     that exist, across interrupted and resumed invocations alike. An earlier group hands its
     reports on in the REPORT_COLUMN of one row per input, which the next group merges.
+
+    The group that runs the cached prefix's last stage (extraction) also writes every row after
+    it to the extraction cache, as part files with the report of the work so far.
     """
 
     def __init__(self, cfg: Config, sections: list[str], docs_dir: str | None, run_schema: pa.Schema,
-                 storage: Storage = LOCAL) -> None:
+                 storage: Storage = LOCAL, cache: ExtractionCache | None = None) -> None:
         from curate.pipeline import registry
 
         entries = {e.path: e for e in registry.ENTRIES}
         self.stages: list[Stage] = [entries[s].load()(registry.section_of(cfg, entries[s])) for s in sections]
+        self.cache = cache if cache is not None and CACHED_STAGE in sections else None
+        self.cache_after = sections.index(CACHED_STAGE) if self.cache is not None else None
+        self.cache_schema = cache_schema(cfg)
         self.docs_dir = str(docs_dir) if docs_dir is not None else None
         self.storage = storage
         self.schema = run_schema
@@ -117,7 +143,8 @@ class StageGroup:
         for uri in pc.unique(paths).to_pylist():
             part = batch.filter(pc.equal(paths, uri))
             report = {"seconds": {}, "cpu_seconds": {}, "dropped": {}, "flow": {}}
-            for stage in self.stages:
+            cached_counters: dict[str, dict[str, float]] = {}
+            for k, stage in enumerate(self.stages):
                 before = schema.active_mask(part)
                 rows_in, active_in = part.num_rows, pc.sum(before).as_py() or 0
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -132,7 +159,9 @@ class StageGroup:
                 # Counted here, apart from the drops: the end-of-run accounting compares them.
                 report["flow"][stage.name] = {"in": rows_in, "out": part.num_rows, "active_in": active_in,
                                               "active_out": pc.sum(schema.active_mask(part)).as_py() or 0}
-            report["counters"] = self._counter_deltas()
+                if k == self.cache_after:
+                    cached_counters = self._write_cached(part, uri, handed_on.get(uri, []), report)
+            report["counters"] = {**cached_counters, **self._counter_deltas()}
             report["worker"] = self.worker
             report["node"] = self.node
             report["workers"] = {stage.name: self.worker for stage in self.stages}
@@ -145,10 +174,22 @@ class StageGroup:
             return pa.concat_tables(out) if out else _with_report(schema.empty(self.schema), None)
         return pa.table({"rows": [batch.num_rows]})
 
-    def _counter_deltas(self) -> dict[str, dict[str, float]]:
+    def _write_cached(self, part: pa.Table, uri: str, handed_on: list[dict], report: dict) -> dict[str, dict[str, float]]:
+        """Write the rows after the cached prefix, with the report of the work behind them, to the
+        extraction cache; return the prefix stages' counters taken for it."""
+        assert self.cache is not None and self.cache_after is not None
+        done = self.stages[: self.cache_after + 1]
+        counters = self._counter_deltas(done)
+        so_far = {**{k: dict(v) for k, v in report.items()}, "counters": counters,
+                  "worker": self.worker, "node": self.node, "workers": {s.name: self.worker for s in done}}
+        write_part(part, self.cache.of(InputFile(uri)), CACHE_COMPRESSION, merge_reports([*handed_on, so_far]),
+                   self.cache_schema, self.storage)
+        return counters
+
+    def _counter_deltas(self, stages: list[Stage] | None = None) -> dict[str, dict[str, float]]:
         """Stage counters are cumulative per actor; keep only what changed since the last part."""
         deltas: dict[str, dict[str, float]] = {}
-        for stage in self.stages:
+        for stage in self.stages if stages is None else stages:
             now = _flatten(stage.stats())
             before = self._prev.get(stage.name, {})
             d = {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
@@ -309,6 +350,8 @@ class StageStats:
         self.dropped: dict[str, Counter] = defaultdict(Counter)
         # Rows (and still active rows) into and out of each stage.
         self.flow: dict[str, Counter] = defaultdict(Counter)
+        # Rows a stage's earlier work was taken for from the extraction cache, and its seconds then.
+        self.reused: dict[str, Counter] = defaultdict(Counter)
 
     def add(self, report: dict) -> None:
         for k, v in report["seconds"].items():
@@ -321,12 +364,15 @@ class StageStats:
             self.dropped[stage].update(d)
         for stage, d in report.get("flow", {}).items():
             self.flow[stage].update(d)
+        for stage, d in report.get("reused", {}).items():
+            self.reused[stage].update(d)
 
     def snapshot(self) -> dict:
         return {"seconds": dict(self.seconds), "cpu_seconds": dict(self.cpu_seconds),
                 "counters": {k: dict(v) for k, v in self.counters.items()},
                 "dropped": {k: dict(v) for k, v in self.dropped.items()},
-                "flow": {k: dict(v) for k, v in self.flow.items()}}
+                "flow": {k: dict(v) for k, v in self.flow.items()},
+                "reused": {k: dict(v) for k, v in self.reused.items()}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,6 +398,9 @@ class Runner:
         self.read_dir = join(self.work, "read")
         self.docs_dir = join(self.work, "docs")
         self.global_dir = join(self.work, "global")
+        self.plan = DocumentPlan.of(cfg)
+        self.cache = ExtractionCache(join(self.work, "cache"), self.plan.cached, self.storage) if cfg.output.cache_extraction else None
+        self.resume: dict = {}  # what the fingerprint check found, for stats.json
         self.progress = progress
         self.console = console
         self._prog = RunProgress(False)
@@ -369,45 +418,81 @@ class Runner:
 
     # -- resume bookkeeping ------------------------------------------------------------------
     def _check_fingerprint(self) -> None:
+        """Adopt the folder of an earlier run (of this config or another: each stored result is
+        reused only where its own prefix fingerprint still holds), naming what changed."""
         fp_path = join(self.work, "config.json")
         fp = self.cfg.fingerprint()
+        stages = document_fingerprints(self.cfg)
         if self.storage.exists(fp_path):
-            old = self.storage.read_json(fp_path).get("fingerprint")
-            if old != fp:
-                raise RuntimeError(
-                    f"{self.out} holds a run of a different config (fingerprint {old} != {fp}); "
-                    "choose another output.path or delete that folder"
-                )
-        else:
-            if self.storage.glob(join(self.out, "*")):
-                # Never adopt (and later replace shards/ and rejected/ in) a folder curate did not make.
-                raise RuntimeError(f"output.path: {self.out} is not empty and was not made by curate; "
-                                   "choose a new or empty folder")
-            self.storage.mkdir(self.work)
-            self.storage.write_json(fp_path, {"fingerprint": fp, "config": self.cfg.model_dump(mode="json")})
+            old = self.storage.read_json(fp_path)
+            if old.get("fingerprint") != fp:
+                changed = changed_settings(old.get("config", {}), self.cfg.deciding_settings())
+                redo = first_changed(old.get("stages"), stages)
+                self.resume = {"changed": changed, "redo_from": redo}
+                self._say(f"the config changed since the run in {self.out} (fingerprint {old.get('fingerprint')} -> {fp}): "
+                          + "; ".join(changed or ["(settings not recorded by that run)"])
+                          + (f"; per-document stages redone from {redo}" if redo else "; per-document results reused"))
+        elif self.storage.glob(join(self.out, "*")):
+            # Never adopt (and later replace shards/ and rejected/ in) a folder curate did not make.
+            raise RuntimeError(f"output.path: {self.out} is not empty and was not made by curate; "
+                               "choose a new or empty folder")
+        self.storage.mkdir(self.work)
+        self.storage.write_json(fp_path, {"fingerprint": fp, "config": self.cfg.deciding_settings(), "stages": stages})
 
     def _finished(self, inp: InputFile) -> dict | None:
         marker = join(self.read_dir, f"{inp.key}.json")
         if not self.storage.exists(marker):
             return None
         report = self.storage.read_json(marker)
+        if report.get("fingerprint") != self.plan.docs:  # made by per-document stages of other settings
+            return None
         d = join(self.docs_dir, inp.key)
         rows = sum(pq.ParquetFile(self.storage.open(p)).metadata.num_rows for p in self.storage.glob(join(d, "part-*.parquet")))
         return report if rows == report["rows"] else None
 
     # -- phases ------------------------------------------------------------------------------
     def _run_per_document(self, pending: list[InputFile], num_cpus: int, wait_for_actors: bool = True) -> None:
-        """Read, extract and filter every pending input into part files."""
+        """Every pending input into part files: read, extracted and filtered, or, where the
+        extraction cache holds it, taken from the cache through the stages after extraction."""
+        from curate.pipeline import registry
+
+        for inp in pending:  # partial leftovers of an interrupted attempt, or docs of other settings
+            self.storage.rmtree(join(self.docs_dir, inp.key))
+            self.storage.unlink(join(self.read_dir, f"{inp.key}.json"))
+        self.storage.mkdir(self.read_dir)
+        self.storage.mkdir(self.docs_dir)
+        cached = [i for i in pending if self.cache is not None and self.cache.report(i) is not None]
+        fresh = [i for i in pending if i not in cached]
+        stages = registry.document_resources(self.cfg)
+        if fresh:
+            for inp in fresh if self.cache is not None else ():
+                self.cache.clear(inp)
+            try:
+                self._run_stages(fresh, num_cpus, wait_for_actors, stages, ReadWarcs,
+                                 {"cfg": self.cfg, "read_dir": self.read_dir, "storage": self.storage,
+                                  "docs_fingerprint": self.plan.docs})
+            finally:  # also the inputs that finished before a worker was lost
+                for inp in fresh if self.cache is not None else ():
+                    if (report := self._finished(inp)) is not None:
+                        self.cache.commit(inp, {k: v for k, v in report.items() if k not in ("fingerprint", "docs_id")})
+        if cached:
+            assert self.cache is not None
+            _wait_for_free_cpus()  # the pools of the fresh inputs release their CPUs asynchronously
+            self._say(f"{len(cached)} inputs from the extraction cache: reading and extraction skipped")
+            after = [(path, res) for path, res in stages if path in self.plan.after_cache]
+            self._run_stages(cached, num_cpus, wait_for_actors, after, ReadCached,
+                             {"cache": self.cache, "read_dir": self.read_dir, "docs_fingerprint": self.plan.docs,
+                              "cache_schema": cache_schema(self.cfg)})
+
+    def _run_stages(self, pending: list[InputFile], num_cpus: int, wait_for_actors: bool, stages: list[tuple[str, Resources]],
+                    source: type, source_kwargs: dict) -> None:
+        """`source` (a map_batches class: input URIs -> rows) through the per-document `stages`,
+        whose last actor pool writes each input's part files."""
         import ray
         import ray.data
 
         from curate.pipeline import registry
 
-        for inp in pending:  # partial leftovers of an interrupted attempt
-            self.storage.rmtree(join(self.docs_dir, inp.key))
-            self.storage.unlink(join(self.read_dir, f"{inp.key}.json"))
-        self.storage.mkdir(self.read_dir)
-        self.storage.mkdir(self.docs_dir)
         items = [{"uri": i.uri, "crawl": i.crawl} for i in pending]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         # Ray Data coalesces a map's outputs into blocks of up to target_max_block_size (128 MiB),
@@ -431,8 +516,8 @@ class Runner:
             # named parameter yet); the restarts must be off (see _run_per_document_surviving).
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
             ds = ds.map_batches(
-                ReadWarcs,
-                fn_constructor_kwargs={"cfg": self.cfg, "read_dir": self.read_dir, "storage": self.storage},
+                source,
+                fn_constructor_kwargs=source_kwargs,
                 batch_size=1,
                 batch_format="pyarrow",
                 # Reading is I/O and gunzip: light enough to share cores with extraction.
@@ -440,14 +525,16 @@ class Runner:
                 max_restarts=0,  # a lost worker is handled by the runner; see _run_per_document_surviving
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), num_cpus))),
             )
-            pools = plan_pools(registry.document_resources(self.cfg), num_cpus, ray.cluster_resources().get("GPU", 0))
+            # No stage after the cache: one pool still writes the cached rows as the input's parts.
+            pools = plan_pools(stages, num_cpus, ray.cluster_resources().get("GPU", 0)) or [([], Resources(), max(1, num_cpus))]
             run_schema = registry.run_schema(self.cfg)
             for k, (sections, res, actors) in enumerate(pools):
                 last = k == len(pools) - 1
                 ds = ds.map_batches(
                     StageGroup,
                     fn_constructor_kwargs={"cfg": self.cfg, "sections": sections, "run_schema": run_schema,
-                                           "docs_dir": self.docs_dir if last else None, "storage": self.storage},
+                                           "docs_dir": self.docs_dir if last else None, "storage": self.storage,
+                                           "cache": self.cache},
                     batch_size=res.batch_size or self.cfg.ray.batch_size,
                     batch_format="pyarrow",
                     num_cpus=res.num_cpus,
@@ -505,7 +592,9 @@ class Runner:
             files += self.storage.glob(join(self.docs_dir, inp.key, "part-*.parquet"))
         return files
 
-    def _run_global(self, files: list[str], reuse: bool, num_cpus: int) -> tuple[list[str], dict]:
+    def _run_global(self, files: list[str], fingerprints: list[tuple[str, str]], num_cpus: int) -> tuple[list[str], dict]:
+        """Each global stage over the output of the one before; one committed in an earlier run
+        under the same fingerprint (its settings and its input's) is reused."""
         import ray.data
 
         from curate.pipeline import registry
@@ -514,15 +603,16 @@ class Runner:
         stats: dict[str, dict] = {}
         stages = registry.build_stages(self.cfg, "global")
         run_schema = registry.run_schema(self.cfg)
-        if not reuse:
-            self.storage.rmtree(self.global_dir)
+        folders = [join(self.global_dir, f"{k}-{stage.name}") for k, stage in enumerate(stages)]
+        for stale in self.storage.glob(join(self.global_dir, "*")):  # stages no longer in the run
+            if basename(stale) not in {basename(f) for f in folders}:  # glob's paths are absolute, the config's may not be
+                self.storage.rmtree(stale)
         current = files
-        for k, stage in enumerate(stages):
+        for stage, d, (_, fp) in zip(stages, folders, fingerprints):
             _wait_for_free_cpus()
-            d = join(self.global_dir, f"{k}-{stage.name}")
             self._prog.start(stage.name, stage.name, total=1)
-            if reuse and self.storage.committed(d):
-                stats[stage.name] = self.storage.read_json(join(d, COMMIT_MARKER))
+            if self.storage.committed(d) and (done := self.storage.read_json(join(d, COMMIT_MARKER))).get("fingerprint") == fp:
+                stats[stage.name] = {**done, "reused": True}
                 current = self.storage.glob(join(d, "*.parquet"))
                 self._prog.finish(stage.name, info="done in an earlier run, reused")
                 continue
@@ -546,6 +636,7 @@ class Runner:
             ctx.stats["rows_in"] = self._parquet_rows(current)
             ctx.stats["rows_out"] = self._parquet_rows(self.storage.glob(join(tmp, "*.parquet")))
             ctx.stats["total_seconds"] = round(time.perf_counter() - t0, 3)
+            ctx.stats["fingerprint"] = fp
             self.storage.publish(tmp, d, ctx.stats)
             stats[stage.name] = ctx.stats
             current = self.storage.glob(join(d, "*.parquet"))
@@ -582,6 +673,15 @@ class Runner:
             del entry["domain_tokens"]
         return kept, rejected, plan.reasons, domain_tokens, plan.rows
 
+    def _resume_stats(self, snap: dict, global_stats: dict) -> dict:
+        """What this run took from earlier runs, what changed, and what the extraction cache holds."""
+        out = {**self.resume, "reused_from_cache": snap.get("reused", {}),
+               "global_reused": [name for name, g in global_stats.items() if g.get("reused")]}
+        if self.cache is not None:
+            size, rows = self.cache.bytes_and_rows()
+            out["extraction_cache"] = {"bytes": size, "rows": rows, "bytes_per_1000_docs": round(1000 * size / rows) if rows else 0}
+        return out
+
     # -- the whole run -----------------------------------------------------------------------
     def run(self, num_cpus: int, dashboard_url: str | None = None) -> RunResult:
         from curate.pipeline import registry
@@ -589,6 +689,10 @@ class Runner:
 
         t_start = time.perf_counter()
         self._check_fingerprint()
+        if self.cache is not None:
+            self.cache.drop_others()
+        else:  # switched off: the disk it took is freed
+            self.storage.rmtree(join(self.work, "cache"))
         inputs = resolve_inputs(self.cfg.input, self.storage)
         done = {i.key: r for i in inputs if (r := self._finished(i)) is not None}
         pending = [i for i in inputs if i.key not in done]
@@ -606,7 +710,9 @@ class Runner:
             snap = self._stage_stats(inputs)
             snap["seconds"]["read"] = sum(done[i.key].get("seconds", 0.0) for i in inputs)
             snap["cpu_seconds"]["read"] = sum(done[i.key].get("cpu_seconds", 0.0) for i in inputs)
-            files, global_stats = self._run_global(self._doc_files(inputs), reuse=not pending, num_cpus=num_cpus)
+            docs_ids = {i.key: done[i.key].get("docs_id", "") for i in inputs}
+            files, global_stats = self._run_global(self._doc_files(inputs), global_fingerprints(self.cfg, self.plan.docs, docs_ids),
+                                                   num_cpus=num_cpus)
             t1 = time.perf_counter()
             shards, rejected, reasons, domain_tokens, total = self._write_outputs(files)
             write_seconds = time.perf_counter() - t1
@@ -619,6 +725,7 @@ class Runner:
             processed_inputs=len(pending),
         )
         stats["ids_made_distinct"] = self.ids_made_distinct  # pages sharing a WARC-Record-ID with another
+        stats["resume"] = self._resume_stats(snap, global_stats)
         manifest = write_report(self.cfg, self.out, stats, reports, shards, rejected, domain_tokens, self.storage)
         output = Path(self.out) if is_local(self.out) else self.out
         return RunResult(output, stats, manifest, dashboard_url, skipped_inputs=len(inputs) - len(pending), processed_inputs=len(pending))

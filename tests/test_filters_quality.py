@@ -3,6 +3,7 @@ datatrove's filters at the same thresholds, on real extracted pages and Wikipedi
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -126,3 +127,16 @@ def test_word_tokenizer_follows_the_detected_language():
 def test_tokenizer_never_yields_fewer_words_than_whitespace_chunks(text):
     # FineWeb's list-ratio shortcut relies on this bound.
     assert len(splitter_for("en").words(text)) >= len(text.split())
+
+
+def test_the_word_splitter_loads_spacy_without_torch_and_torch_still_imports_after():
+    # thinc's torch probe is most of spaCy's import cost in every worker; the tokenizers never use it.
+    probe = ("import sys\n"
+             "from curate.filters.words import splitter_for\n"
+             "words = splitter_for('en').words(\"It's e-mail, U.S.A.\")\n"
+             "assert 'spacy' in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)\n"
+             "import torch\n"
+             "print(words, torch.ones(2).sum().item())\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['It', \"'s\", 'e', '-', 'mail', ',', 'U.S.A.'] 2.0"

@@ -207,6 +207,9 @@ def test_a_resumed_run_on_s3_redoes_only_the_input_whose_marker_is_gone(local_an
     again = Runner(cfg).run(num_cpus=2)
     assert again.processed_inputs == 1 and again.skipped_inputs == len(markers) - 1
     assert storage.exists(gone)
+    # Its rows came from the extraction cache on the store: read and extracted once, in the first run.
+    reused = again.stats["resume"]["reused_from_cache"]["extract"]["rows"]
+    assert reused == storage.read_json(gone)["rows"] > 0
     # The other inputs' part files are the very same objects; the shards equal the local run's.
     assert {p for p in storage.glob(join(out, "work", "docs", "*", "part-*.parquet")) if f"/docs/{key}/" not in p} == others
     assert _shards(storage, out) == _shards(Storage(), str(local.output))

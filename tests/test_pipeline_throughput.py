@@ -12,7 +12,7 @@ import pytest
 
 from curate import schema
 from curate.config import parse_config
-from curate.filters.lang import LanguageID
+from curate.filters.lang import FastTextBackend, LanguageID
 from curate.filters.lang_prefilter import LanguagePrefilter
 from curate.pipeline import registry
 from curate.pipeline.extract import Extract
@@ -35,8 +35,9 @@ def real_pages(shared_data: Path) -> pa.Table:
     return _read(shared_data / "real-pages.warc.gz", _cfg())
 
 
-def test_the_prefilter_never_decides_a_page_the_full_path_keeps_for_its_language(real_pages):
-    cfg = _cfg()
+@pytest.mark.parametrize("backend", ["cld2", "fasttext"])
+def test_the_prefilter_never_decides_a_page_the_full_path_keeps_for_its_language(real_pages, backend):
+    cfg = _cfg(filters={"language": {"backend": backend}})
     pre = LanguagePrefilter(cfg.filters.language)(real_pages)
     decided = pre.filter(pa.array([bool(r and r.startswith("lang_prefilter:")) for r in pre.column(schema.DROP_REASON).to_pylist()]))
     # it takes a real share of the work away from trafilatura, over several languages
@@ -55,6 +56,17 @@ def test_the_prefilter_leaves_pages_alone_without_a_keep_list_or_a_page(real_pag
     assert every_language(real_pages.slice(0, 40)).equals(real_pages.slice(0, 40))
     text_only = schema.from_rows([{"id": "a", "text": "Ceci est une phrase en français, sans aucun doute possible."}])
     assert LanguagePrefilter(_cfg().filters.language)(text_only).equals(text_only)
+
+
+def test_the_prefilter_reads_pages_with_lid176_when_the_language_filter_uses_heliport(real_pages):
+    # It reads every page, so it stays on a cheap model; its keep-list is the section's own.
+    heliport = LanguagePrefilter(_cfg(filters={"language": {"backend": "heliport"}}).filters.language)
+    assert isinstance(heliport.lid.backend, FastTextBackend) and heliport.keep == {"en"}
+    pages = real_pages.slice(0, 60)
+    decided = heliport(pages).column(schema.DROP_REASON)
+    lid176 = LanguagePrefilter(_cfg(filters={"language": {"backend": "fasttext"}}).filters.language)
+    assert decided.equals(lid176(pages).column(schema.DROP_REASON))
+    assert decided.null_count < len(decided)
 
 
 def test_url_filter_before_extraction_keeps_and_drops_the_same_rows_as_after(shared_data):

@@ -15,7 +15,7 @@ import yaml
 
 from curate import cli
 from curate.config import parse_config
-from curate.preflight import PreflightError, check
+from curate.preflight import check
 
 
 def config(tmp_path: Path, shared_data: Path, **sections) -> dict:
@@ -44,7 +44,7 @@ def run_cli(tmp_path: Path, raw: dict, monkeypatch, capsys) -> tuple[int, str]:
     ("missing_input", "input.paths"),
     ("output_is_a_file", "output.path"),
     ("output_cannot_be_created", "output.path"),
-    ("output_of_another_config", "output.path"),
+    ("output_with_a_broken_marker", "output.path"),
     ("output_not_made_by_curate", "output.path"),
     ("dashboard_port_in_use", "ray.dashboard_port"),
     ("negative_threshold", "filters.gopher_repetition.dup_line_frac"),
@@ -60,9 +60,9 @@ def test_a_config_wrong_for_this_machine_exits_2_naming_the_key(case, key, tmp_p
     elif case == "output_cannot_be_created":
         (tmp_path / "file").write_text("x")
         raw["output"]["path"] = str(tmp_path / "file" / "out")
-    elif case == "output_of_another_config":
+    elif case == "output_with_a_broken_marker":
         (tmp_path / "out" / "work").mkdir(parents=True)
-        (tmp_path / "out" / "work" / "config.json").write_text(json.dumps({"fingerprint": "0123456789abcdef"}))
+        (tmp_path / "out" / "work" / "config.json").write_text("{not json")
     elif case == "output_not_made_by_curate":
         (tmp_path / "out").mkdir()
         (tmp_path / "out" / "thesis.tex").write_text("years of work")
@@ -88,15 +88,14 @@ def test_a_config_wrong_for_this_machine_exits_2_naming_the_key(case, key, tmp_p
         assert (tmp_path / "out" / "thesis.tex").read_text() == "years of work"
 
 
-def test_a_good_config_passes_and_a_rerun_of_it_too(tmp_path, shared_data):
+def test_a_good_config_passes_and_a_rerun_of_it_or_of_changed_settings_too(tmp_path, shared_data):
     cfg = parse_config(config(tmp_path, shared_data))
     check(cfg)
     (tmp_path / "out" / "work").mkdir(parents=True)
     (tmp_path / "out" / "work" / "config.json").write_text(json.dumps({"fingerprint": cfg.fingerprint()}))
     check(cfg)  # the folder of this config's earlier run
-    minus_one = parse_config(config(tmp_path, shared_data, filters={"c4": {"min_num_sentences": -1}}))
-    with pytest.raises(PreflightError, match="output.path"):  # -1 "disables" is allowed; the folder is not
-        check(minus_one)
+    # Another threshold (-1 "disables" is allowed): the run reuses what still holds (finer resume).
+    check(parse_config(config(tmp_path, shared_data, filters={"c4": {"min_num_sentences": -1}})))
 
 
 def test_failed_inputs_are_listed_and_the_budget_decides_the_exit(capsys):

@@ -31,9 +31,13 @@ PROBE = textwrap.dedent(
     from curate import session
     from curate.config import RayConfig
 
-    s = session.start(RayConfig(dashboard_port=0, num_cpus=1, dashboard_auth=sys.argv[1]))
+    s = session.start(RayConfig(dashboard_port=0, num_cpus=1, dashboard_auth=sys.argv[1], dashboard=sys.argv[2] == "on"))
     url = s.dashboard_url
     out = {"url": url, "token_auth": s.token_auth, "banner": s.banner()}
+    if url is None:
+        print("RESULT " + json.dumps(out), flush=True)
+        import time
+        time.sleep(600)  # until the test kills this driver
     out["page"] = requests.get(url, timeout=30).status_code
     out["api_without_token"] = requests.get(url + "/api/jobs/", timeout=30).status_code
     if s.token_auth:
@@ -62,10 +66,10 @@ def listening(pids: set[int]) -> list[tuple[str, int, str]]:
     return out
 
 
-def probe(mode: str) -> dict:
+def probe(mode: str, dashboard: str = "on") -> dict:
     """Start a session in a fresh driver, check its dashboard, list the sockets of the driver and
     every process below it, then SIGKILL the driver and see what of it is still alive."""
-    proc = subprocess.Popen([sys.executable, "-c", PROBE, mode], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", PROBE, mode, dashboard], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         line = ""
@@ -78,6 +82,9 @@ def probe(mode: str) -> dict:
         ray_procs = {p.pid: p for p in driver.children(recursive=True)}
         out["listening"] = listening({proc.pid, *ray_procs})
         out["processes"] = sorted({p.name() for p in ray_procs.values()})
+        # The dashboard's modules run as processes of their own (ray-dashboard-NodeHead-0, ...); without
+        # the dashboard Ray keeps only a minimal dashboard process, for its usage statistics.
+        out["dashboard_modules"] = sum(" ".join(p.cmdline()).startswith("ray-dashboard-") for p in ray_procs.values())
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         _, alive = psutil.wait_procs(list(ray_procs.values()), timeout=30)
@@ -107,6 +114,7 @@ def test_printed_url_opens_with_the_token_and_without_auth_when_off():
     assert "ray get-auth-token" in on["banner"]
     assert on["page"] == 200 and on["api_without_token"] == 401
     assert on["authenticate"] == 200 and on["api_with_token"] == 200
+    assert on["dashboard_modules"] >= 5
     assert_locked_down(on)
 
     off = probe("off")
@@ -114,6 +122,14 @@ def test_printed_url_opens_with_the_token_and_without_auth_when_off():
     assert "get-auth-token" not in off["banner"]
     assert off["page"] == 200 and off["api_without_token"] == 200
     assert_locked_down(off)
+
+
+@pytest.mark.slow
+def test_a_local_ray_started_without_its_dashboard_runs_none_and_says_so():
+    run = probe("token", dashboard="off")
+    assert run["url"] is None and run["banner"].endswith("Ray dashboard: off (ray.dashboard: false)")
+    assert run["dashboard_modules"] == 0
+    assert "raylet" in " ".join(run["processes"]) and run["left_behind"] == []
 
 
 @pytest.mark.parametrize("written", ["off", "false", "no", "'off'"])

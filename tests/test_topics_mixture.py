@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import sys
@@ -97,8 +98,74 @@ def test_labeller_beats_the_majority_class_on_the_held_out_pages(shared_data):
     topic, fmt = result["topic"], result["format"]
     assert topic["labeller"]["accuracy"] >= 2 * topic["majority"]["accuracy"]
     assert topic["labeller"]["macro_f1"] >= 10 * topic["majority"]["macro_f1"]
-    # Format: macro-F1 well above the majority class; accuracy is not (see README).
+    # Format: macro-F1 well above the majority class; accuracy above it, by a small margin only
+    # (0.486 vs 0.429 when measured: 4 pages of 70; see README).
     assert fmt["labeller"]["macro_f1"] >= 2 * fmt["majority"]["macro_f1"]
+    assert fmt["labeller"]["accuracy"] > fmt["majority"]["accuracy"]
+
+
+def test_training_pages_share_no_page_and_no_site_with_the_evaluation_set():
+    from topics_eval import EVAL_TSV
+
+    from curate.classifiers.topics_head import TRAIN_TSV, site_of
+
+    def rows(path):
+        with path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh, delimiter="\t"))
+
+    train, evaluation = rows(TRAIN_TSV), rows(EVAL_TSV)
+    assert len(train) >= 250
+    eval_pages = {"extraction/" + r["source_path"] for r in evaluation}
+    assert not eval_pages & {r["source"] for r in train}
+    assert not {site_of(r["url"], r["source_path"]) for r in evaluation} & {site_of(r["url"], r["source"]) for r in train}
+    tax = load_taxonomy()
+    assert {r["topic"] for r in train} <= set(tax.topics) and {r["format"] for r in train} <= set(tax.formats)
+
+
+@pytest.fixture(scope="module")
+def small_head(shared_data, tmp_path_factory):
+    """Heads trained twice on the same 40 labelled pages (every 12th of the training file)."""
+    from curate.classifiers.topics_head import TRAIN_TSV, train_heads
+
+    tmp = tmp_path_factory.mktemp("head")
+    lines = TRAIN_TSV.read_text(encoding="utf-8").splitlines()
+    subset = tmp / "labels.tsv"
+    subset.write_text("\n".join([lines[0], *lines[1::12]]) + "\n", encoding="utf-8")
+    paths = [tmp / "head0.npz", tmp / "head1.npz"]
+    for path in paths:
+        train_heads(shared_data, path, tsv=subset)
+    return paths
+
+
+def test_training_the_heads_is_deterministic(small_head):
+    first, second = (np.load(p, allow_pickle=False) for p in small_head)
+    assert sorted(first.files) == sorted(second.files)
+    for name in first.files:
+        assert np.array_equal(first[name], second[name]), name
+
+
+def test_the_stage_labels_with_a_trained_head_and_refuses_it_for_another_taxonomy(small_head, corpus, tmp_path):
+    from curate.classifiers.topics_head import load_heads
+
+    heads, _ = load_heads(small_head[0], ("topic", "format"))
+    out = TopicLabels(TopicsConfig(enabled=True, head=str(small_head[0]))).__call__(corpus.slice(0, 8))
+    assert set(out.column(schema.TOPIC).to_pylist()) <= set(heads["topic"].labels)
+    assert set(out.column(FORMAT).to_pylist()) <= set(heads["format"].labels)
+    other = tmp_path / "tax.yaml"
+    other.write_text("topics: {Code: programming, Cooking: recipes}\nformats: {Article: an article, List: a list}\n")
+    with pytest.raises(ValueError, match="another taxonomy"):
+        TopicLabels(TopicsConfig(enabled=True, head=str(small_head[0]), taxonomy=str(other)))
+    with pytest.raises(ValidationError, match="head"):
+        TopicsConfig(head=str(tmp_path / "missing.npz"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=3000), st.one_of(st.none(), st.text(max_size=200).map(lambda s: "https://x.example/" + s)))
+def test_structure_features_have_one_width_and_are_finite(text, url):
+    from curate.classifiers.topics_head import STRUCTURE_WIDTH, structure_features
+
+    f = structure_features(text, url)
+    assert f.shape == (STRUCTURE_WIDTH,) and np.isfinite(f).all()
 
 
 def test_a_user_taxonomy_is_validated_naming_the_bad_field(tmp_path):
