@@ -38,6 +38,7 @@ from pydantic import Field, model_validator
 
 from curate import schema
 from curate.config_base import StrictModel
+from curate.pipeline.domain_counts import DomainCounts
 from curate.pipeline.global_stage import GlobalContext, GlobalStage
 from curate.pipeline.shards import count_tokens
 
@@ -157,7 +158,8 @@ def _dataset(refs: list, ctx: GlobalContext) -> ray.data.Dataset:
     return ray.data.from_arrow_refs(refs)
 
 
-def _apply_caps(batch: pa.Table, cutoffs: pa.Table, seed: int, order_by: str | None) -> pa.Table:
+def _apply_caps(batch: pa.Table, seed: int, order_by: str | None, *cutoff_parts: pa.Table) -> pa.Table:
+    cutoffs = pa.concat_tables(cutoff_parts) if cutoff_parts else _domain_cutoffs(0)
     if cutoffs.num_rows == 0 or batch.num_rows == 0:
         return batch
     keys = _cap_keys(batch, seed, order_by)
@@ -194,16 +196,28 @@ class DomainCaps(GlobalStage):
         caps = [c for c in (cfg.max_tokens, cfg.max_share * total if cfg.max_share is not None else None) if c is not None]
         cap = min(caps)
         # Reduce: every domain's keys meet in one task, which finds its cut (if it is over the cap).
-        reduce = ray.remote(_domain_cutoffs)
-        cutoffs = pa.concat_tables(ray.get([reduce.remote(cap, *[p[i] for p in pieces]) for i in range(parts)])) if blocks \
-            else _domain_cutoffs(cap)
+        # The cuts (one row per capped domain: many, on a crawl) stay in the object store and go
+        # straight to the tasks that apply them; the driver gets a bounded summary of each.
+        reduce = ray.remote(num_returns=2)(_domain_cutoffs_and_summary)
+        reduced = [reduce.remote(cap, *[p[i] for p in pieces]) for i in range(parts)] if blocks else []
+        capped, domains_capped = DomainCounts(), 0
+        for summary in ray.get([r[1] for r in reduced]):
+            capped.merge(summary["kept_tokens"])
+            domains_capped += summary["domains_capped"]
         ctx.stats.update({
-            "cap_tokens": cap, "tokens_before": total, "domains_capped": cutoffs.num_rows,
-            "capped": {r[schema.DOMAIN]: r["kept_tokens"] for r in cutoffs.to_pylist()},
+            "cap_tokens": cap, "tokens_before": total, "domains_capped": domains_capped,
+            "capped": capped.top(),  # kept tokens of the capped domains (the largest, if very many)
         })
-        cut_ref = ray.put(cutoffs)
         apply = ray.remote(_apply_caps)
-        return _dataset([apply.remote(b, cut_ref, cfg.seed, cfg.order_by) for b in blocks], ctx)
+        return _dataset([apply.remote(b, cfg.seed, cfg.order_by, *[r[0] for r in reduced]) for b in blocks], ctx)
+
+
+def _domain_cutoffs_and_summary(cap: float, *pieces: pa.Table) -> tuple[pa.Table, dict]:
+    """The cuts of `_domain_cutoffs`, their number, and the capped domains' kept tokens (bounded)."""
+    cutoffs = _domain_cutoffs(cap, *pieces)
+    summary = DomainCounts()
+    summary.add_pairs(cutoffs.column(schema.DOMAIN).to_pylist(), cutoffs.column("kept_tokens").to_pylist())
+    return cutoffs, {"domains_capped": cutoffs.num_rows, "kept_tokens": summary.to_json()}
 
 
 # ---------------------------------------------------------------------------------- reweighting

@@ -28,9 +28,10 @@ def check(cfg: Config) -> None:
     _no_negative_numbers(cfg)
     if isinstance(cfg.input, LocalInput):  # remote listings are fetched (with retries) by the run itself
         from curate.pipeline.sources import InputError, resolve_inputs
+        from curate.pipeline.storage import Storage
 
         try:
-            resolve_inputs(cfg.input)
+            resolve_inputs(cfg.input, Storage.of(cfg.storage))  # paths may be on an object store
         except InputError as err:
             raise PreflightError(str(err)) from None
     check_output_folder(cfg)

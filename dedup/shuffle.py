@@ -38,16 +38,39 @@ def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:
     return (fmix64(keys.astype(np.int64).view(np.uint64)) % np.uint64(num_partitions)).astype(np.int64)
 
 
-def split_by_part(table: pa.Table, num_parts: int) -> list[pa.Table]:
-    """The rows of each partition 0..num_parts-1 (by the `_part` column, which is dropped)."""
+def split_by_part(table: pa.Table, num_parts: int, fanout: int | None = None) -> list[pa.Table]:
+    """The rows of each partition 0..num_parts-1 (by the `_part` column, which is dropped). With
+    more partitions than `fanout`, `fanout` pieces instead, each the rows of a run of consecutive
+    partitions (see `piece_of`), sorted by partition and keeping `_part`, for `cut_part`."""
     part = table.column(PART).to_numpy()
-    table = table.drop_columns([PART])
+    ranged = fanout is not None and num_parts > fanout
+    if not ranged:
+        table = table.drop_columns([PART])
     if num_parts == 1:
         return [table]
     order = np.argsort(part, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=num_parts))])
+    if ranged:
+        bounds = bounds[_first_parts(num_parts, fanout)]
     ordered = table.take(pa.array(order))
-    return [ordered.slice(bounds[i], bounds[i + 1] - bounds[i]) for i in range(num_parts)]
+    return [ordered.slice(bounds[i], bounds[i + 1] - bounds[i]) for i in range(len(bounds) - 1)]
+
+
+def _first_parts(num_parts: int, fanout: int) -> np.ndarray:
+    """The first partition of each of `fanout` pieces, then `num_parts`."""
+    return np.arange(fanout + 1) * num_parts // fanout
+
+
+def piece_of(p: int, num_parts: int, fanout: int) -> int:
+    """The piece of a split into `fanout` pieces that holds partition p."""
+    return int(np.searchsorted(_first_parts(num_parts, fanout), p, side="right") - 1)
+
+
+def cut_part(piece: pa.Table, p: int) -> pa.Table:
+    """Partition p's rows of a piece sorted by `_part` (a zero-copy slice), without `_part`."""
+    part = piece.column(PART).to_numpy()
+    lo, hi = np.searchsorted(part, [p, p + 1])
+    return piece.slice(int(lo), int(hi - lo)).drop_columns([PART])
 
 
 def _concat(tables: Sequence[Any]) -> Any:
@@ -58,31 +81,59 @@ def _concat(tables: Sequence[Any]) -> Any:
     return pa.concat_tables(tables)
 
 
+# Most pieces one task's output is split into. A split into more partitions makes this many
+# pieces of consecutive partitions each, so a layer makes tasks x SHUFFLE_FANOUT objects: linear
+# in the partitions, where one piece per partition made tasks x partitions (quadratic, as both
+# grow with the input). A consumer cuts its partition out of a piece as a zero-copy slice; across
+# nodes a piece travels once to each node that needs any of its partitions.
+SHUFFLE_FANOUT = 64
+
+
 @ray.remote
-def _layer_task(fn: Callable, spec: Spec, sizes: list[int], args: tuple, *inputs: Any) -> Any:
+def _layer_task(fn: Callable, spec: Spec, fanout: int, sizes: list[int], parts: list[int | None], args: tuple,
+                *inputs: Any) -> Any:
     groups, k = [], 0
-    for n in sizes:
-        groups.append(_concat(inputs[k : k + n]))
+    for n, p in zip(sizes, parts):
+        pieces = inputs[k : k + n]
+        groups.append(_concat(pieces if p is None else [cut_part(t, p) for t in pieces]))
         k += n
     result = fn(*groups, *args)
     if len(spec) == 1:
         result = (result,)
     flat: list[Any] = []
     for n, value in zip(spec, result):
-        flat.extend([value] if n is None else split_by_part(value, n))
+        flat.extend([value] if n is None else split_by_part(value, n, fanout))
     return flat[0] if len(flat) == 1 else tuple(flat)
 
 
+class Column(list):
+    """The refs of partition `part` from every producer; `part` set when the refs are ranged
+    pieces that the consumer cuts the partition out of."""
+
+    part: int | None = None
+
+
 class Out:
-    """One output of a layer: `pieces[t]` is task t's output, a list of per-partition refs for a
-    split output, or one ref for a whole one."""
+    """One output of a layer: `pieces[t]` is task t's output, a list of refs for a split output
+    (one per partition, or with `num_parts` > `fanout` one per run of partitions), or one ref
+    for a whole one."""
 
-    def __init__(self, pieces: list[Any]) -> None:
+    def __init__(self, pieces: list[Any], num_parts: int | None = None, fanout: int | None = None) -> None:
         self.pieces = pieces
+        self.num_parts, self.fanout = num_parts, fanout
 
-    def column(self, p: int) -> list[ray.ObjectRef]:
+    @property
+    def ranged(self) -> bool:
+        return self.num_parts is not None and self.fanout is not None and self.num_parts > self.fanout
+
+    def column(self, p: int) -> Column:
         """Partition p of every producer: the input of task p of the next layer."""
-        return [t[p] for t in self.pieces]
+        if not self.ranged:
+            return Column(t[p] for t in self.pieces)
+        piece = piece_of(p, self.num_parts, self.fanout)  # type: ignore[arg-type]
+        col = Column(t[piece] for t in self.pieces)
+        col.part = p
+        return col
 
     def refs(self) -> list[ray.ObjectRef]:
         return [r for t in self.pieces for r in (t if isinstance(t, list) else [t])]
@@ -93,21 +144,26 @@ class Out:
 
 
 def run_layer(fn: Callable, inputs: list[list[list[ray.ObjectRef]]], spec: Spec,
-              args: Sequence[tuple] | None = None) -> list[Out]:
+              args: Sequence[tuple] | None = None, fanout: int | None = None) -> list[Out]:
     """One Ray task per entry of `inputs`: task i runs fn(group_0, group_1, ..., *args[i]) where
-    group g is the concatenation of the tables `inputs[i][g]` (None when it has none), and fn
-    returns one value per entry of `spec`. Returns one `Out` per spec entry."""
-    num_returns = sum(1 if n is None else n for n in spec)
+    group g is the concatenation of the tables `inputs[i][g]` (None when it has none; a `Column`
+    of ranged pieces gives its partition's rows), and fn returns one value per entry of `spec`.
+    Returns one `Out` per spec entry. `fanout`: most pieces per split (SHUFFLE_FANOUT)."""
+    fanout = fanout or SHUFFLE_FANOUT
+    widths = [1 if n is None else min(n, fanout) for n in spec]
+    num_returns = sum(widths)
     outs: list[list[Any]] = [[] for _ in spec]
     for i, groups in enumerate(inputs):
         refs = [r for g in groups for r in g]
-        res = _layer_task.options(num_returns=num_returns).remote(fn, spec, [len(g) for g in groups], tuple(args[i]) if args else (), *refs)
+        res = _layer_task.options(num_returns=num_returns).remote(
+            fn, spec, fanout, [len(g) for g in groups], [getattr(g, "part", None) for g in groups],
+            tuple(args[i]) if args else (), *refs)
         res = [res] if num_returns == 1 else list(res)
         k = 0
-        for j, n in enumerate(spec):
-            outs[j].append(res[k] if n is None else res[k : k + n])
-            k += 1 if n is None else n
-    return [Out(o) for o in outs]
+        for j, (n, w) in enumerate(zip(spec, widths)):
+            outs[j].append(res[k] if n is None else res[k : k + w])
+            k += w
+    return [Out(o, n, fanout) for o, n in zip(outs, spec)]
 
 
 def wait_all(*outs: Out) -> None:

@@ -15,6 +15,7 @@ from curate import __version__, schema
 from curate.classifiers.mixture import mixture_manifest, mixture_markdown, plot_mixture
 from curate.classifiers.score_report import plot_scores, score_columns, score_histograms, score_markdown
 from curate.config import Config
+from curate.pipeline.domain_counts import DomainCounts
 from curate.pipeline.storage import LOCAL, Storage, join
 
 
@@ -161,8 +162,8 @@ def _versions() -> dict[str, str]:
 
 
 def write_report(cfg: Config, out: Path | str, stats: dict, reports: list[dict], shards: list[dict],
-                 rejected: list[dict], domain_tokens: Counter, storage: Storage = LOCAL) -> dict:
-    total_tokens = sum(domain_tokens.values()) or 1
+                 rejected: list[dict], domain_tokens: DomainCounts, storage: Storage = LOCAL) -> dict:
+    total_tokens = domain_tokens.total or 1
     manifest = {
         "config_hash": cfg.fingerprint(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -174,9 +175,9 @@ def write_report(cfg: Config, out: Path | str, stats: dict, reports: list[dict],
         "tokens": sum(s["tokens"] for s in shards),
         "token_count_method": "regex \\w+|[^\\w\\s] (tokenizer-free)",
         # The reweighting stage's mixture (targets, tokens per label before/after, per-row `weight`);
-        # without it, the natural mixture: each domain's share of kept tokens.
-        "mixture": mixture_manifest(stats["global"])
-        or {"column": "domain", "weights": {d: round(t / total_tokens, 8) for d, t in sorted(domain_tokens.items())}},
+        # without it, the natural mixture: each domain's share of kept tokens (the largest
+        # domains; the share of the rest, if a run has more than DomainCounts keeps, apart).
+        "mixture": mixture_manifest(stats["global"]) or _natural_mixture(domain_tokens, total_tokens),
     }
     stats["score_histograms"] = score_histograms(out, manifest, score_columns(cfg), storage)
     storage.write_json(join(out, "stats.json"), stats)
@@ -194,6 +195,13 @@ def write_report(cfg: Config, out: Path | str, stats: dict, reports: list[dict],
     except Exception:  # noqa: BLE001 -- a plot is a nicety; never fail a finished run for it
         pass
     return manifest
+
+
+def _natural_mixture(domain_tokens: DomainCounts, total_tokens: int) -> dict:
+    mixture = {"column": "domain", "weights": {d: round(t / total_tokens, 8) for d, t in sorted(domain_tokens.top().items())}}
+    if domain_tokens.tail_tokens:
+        mixture["other_domains_share"] = round(domain_tokens.tail_tokens / total_tokens, 8)
+    return mixture
 
 
 def _write_png(storage: Storage, path: str, plot: Any, data: Any) -> None:

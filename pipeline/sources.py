@@ -1,9 +1,11 @@
 """Where WARC files come from: local paths and globs, URLs, or a Common Crawl crawl listing.
 
 `resolve_inputs` turns the `input:` section into a deterministic list of `InputFile`s;
-`open_input` opens one as a binary stream. Remote files stream over HTTPS with retries and
-exponential backoff; a connection that breaks mid-file resumes with an HTTP Range request
-where the server supports it, so a flaky link never restarts (or silently truncates) a 1 GB WARC.
+`open_input` opens one as a binary stream. Files on local disk or an object store (`s3://`,
+anything fsspec reaches) open through the run's storage layer, with its endpoint and
+credentials; HTTP(S) files stream with retries and exponential backoff, and a connection that
+breaks mid-file resumes with an HTTP Range request where the server supports it, so a flaky
+link never restarts (or silently truncates) a 1 GB WARC.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import BinaryIO
 
 import requests
 
-from curate.config import COMMONCRAWL_HTTPS, CommonCrawlInput, LocalInput, RemoteInput, UrlInput
+from curate.config import CommonCrawlInput, LocalInput, RemoteInput, UrlInput
+from curate.pipeline.storage import LOCAL, Storage, is_local
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +80,20 @@ class RangeIgnored(TransferError):
     whole file, or a 206 starting elsewhere): the server does not serve ranges."""
 
 
-def resolve_inputs(cfg: LocalInput | UrlInput | CommonCrawlInput) -> list[InputFile]:
+def resolve_inputs(cfg: LocalInput | UrlInput | CommonCrawlInput, storage: Storage = LOCAL) -> list[InputFile]:
     if isinstance(cfg, LocalInput):
-        return _resolve_local(cfg)
+        return _resolve_paths(cfg, storage)
     if isinstance(cfg, UrlInput):
         return [InputFile(u, cfg.crawl) for u in dict.fromkeys(cfg.urls)]
-    return _resolve_commoncrawl(cfg)
+    return _resolve_commoncrawl(cfg, storage)
 
 
-def _resolve_local(cfg: LocalInput) -> list[InputFile]:
+def _resolve_paths(cfg: LocalInput, storage: Storage) -> list[InputFile]:
     found: dict[str, None] = {}
     for pattern in cfg.paths:
+        if not is_local(pattern):
+            found.update(dict.fromkeys(_resolve_in_store(pattern, storage)))
+            continue
         expanded = os.path.expanduser(pattern)
         matches = sorted(glob.glob(expanded, recursive=True)) if glob.has_magic(expanded) else [expanded]
         if not matches:
@@ -107,14 +113,30 @@ def _resolve_local(cfg: LocalInput) -> list[InputFile]:
     return [InputFile(p, cfg.crawl) for p in found]
 
 
+def _resolve_in_store(pattern: str, storage: Storage) -> list[str]:
+    """The WARC files of an object-store path: a glob, a "folder" (every WARC under it), or one
+    object, as URLs in sorted order."""
+    if glob.has_magic(pattern):
+        matches = storage.glob(pattern)
+        if not matches:
+            raise InputError(f"input.paths: {pattern!r} matches no file")
+        return matches
+    under = [u for u in storage.glob(pattern.rstrip("/") + "/**") if u.endswith(WARC_SUFFIXES)]
+    if under:
+        return under
+    if storage.exists(pattern):
+        return [pattern]
+    raise InputError(f"input.paths: {pattern!r} does not exist")
+
+
 def _join(base: str, path: str) -> str:
     return base.rstrip("/") + "/" + path.lstrip("/")
 
 
-def _resolve_commoncrawl(cfg: CommonCrawlInput) -> list[InputFile]:
+def _resolve_commoncrawl(cfg: CommonCrawlInput, storage: Storage) -> list[InputFile]:
     listing_url = _join(cfg.base_url, f"crawl-data/{cfg.crawl}/warc.paths.gz")
     try:
-        with open_input(listing_url, RetryPolicy.of(cfg)) as f:
+        with open_input(listing_url, RetryPolicy.of(cfg), storage) as f:
             raw = f.read()
         paths = [line.strip() for line in gzip.decompress(raw).decode().splitlines() if line.strip()]
     except (OSError, EOFError, UnicodeDecodeError) as err:
@@ -135,31 +157,12 @@ def _resolve_commoncrawl(cfg: CommonCrawlInput) -> list[InputFile]:
     return [InputFile(_join(cfg.base_url, p), cfg.crawl) for p in chosen]
 
 
-def open_input(uri: str, policy: RetryPolicy | None = None) -> BinaryIO:
-    policy = policy or RetryPolicy()
+def open_input(uri: str, policy: RetryPolicy | None = None, storage: Storage = LOCAL) -> BinaryIO:
+    """HTTP(S) with retries and resumption; anything else (a local path, `s3://`, ...) through
+    the storage layer, with its endpoint and credentials."""
     if uri.startswith(("http://", "https://")):
-        return io.BufferedReader(RetryingHTTPStream(uri, policy), buffer_size=1 << 20)
-    if uri.startswith("s3://"):
-        return _open_s3(uri, policy)
-    return open(uri, "rb")
-
-
-def _open_s3(uri: str, policy: RetryPolicy) -> BinaryIO:
-    try:
-        import boto3
-        from botocore import UNSIGNED
-        from botocore.config import Config as BotoConfig
-    except ImportError:
-        # Common Crawl's bucket is also served over HTTPS; fall back to that rather than fail.
-        if uri.startswith("s3://commoncrawl/"):
-            return open_input(COMMONCRAWL_HTTPS + uri[len("s3://commoncrawl/"):], policy)
-        raise InputError(f"{uri}: reading s3:// needs boto3 (pip install 'curate[s3]')") from None
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    signed = bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
-    cfg = BotoConfig(retries={"max_attempts": policy.retries + 1, "mode": "adaptive"},
-                     signature_version=None if signed else UNSIGNED)
-    body = boto3.client("s3", config=cfg).get_object(Bucket=bucket, Key=key)["Body"]
-    return body  # botocore StreamingBody is a readable binary stream
+        return io.BufferedReader(RetryingHTTPStream(uri, policy or RetryPolicy()), buffer_size=1 << 20)
+    return storage.open(uri)  # type: ignore[return-value]
 
 
 class RetryingHTTPStream(io.RawIOBase):

@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from curate import schema
 from curate.config import DedupConfig
 from curate.pipeline.registry import build_stages
-from curate.dedup.shuffle import Out, connected_components, edge_table, labels_of, local_components, split_by_part
-from curate.dedup import stages
+from curate.dedup.shuffle import PART, Out, connected_components, edge_table, labels_of, local_components, run_layer, split_by_part
+from curate.dedup import shuffle, stages
 from curate.dedup.earlier import EarlierRunsDedup
 from curate.dedup.paragraph import ParagraphDedup
 from curate.dedup.semantic import SemanticDedup
@@ -159,6 +159,29 @@ def test_same_result_with_one_or_many_workers_and_on_rerun(ray_session, corpus, 
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert pq.read_table(tmp_path / "out.parquet").equals(result[0])
+
+
+def test_a_split_wider_than_the_fanout_makes_linear_objects_and_the_same_partitions(ray_session):
+    """5 tasks splitting into 10 partitions with a fan-out of 4 make 5 x 4 objects (not 5 x 10),
+    and each next task still sees exactly its partition's rows, in producer order."""
+    import ray
+
+    tables = [pa.table({"x": np.arange(40) + 100 * t, PART: np.arange(40) % 10}) for t in range(5)]
+    (split,) = run_layer(lambda t: t, [[[ray.put(t)]] for t in tables], (10,), fanout=4)
+    assert len(split.refs()) == 5 * 4
+    (gathered,) = run_layer(lambda t: t, [[split.column(p)] for p in range(10)], (None,), fanout=4)
+    for p, got in enumerate(gathered.get()):
+        assert got.column_names == ["x"]
+        assert got.column("x").to_pylist() == [x for t in tables for x in t.column("x").to_pylist() if x % 10 == p]
+
+
+def test_dedup_through_pieces_of_several_partitions_decides_the_same(ray_session, corpus, result):
+    """8 partitions (4 CPUs) through a fan-out of 3: every shuffle of exact and MinHash dedup
+    goes through ranged pieces, and every decision equals the one-piece-per-partition run's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shuffle, "SHUFFLE_FANOUT", 3)
+        ranged, _ = _run(ray_session, corpus, DedupConfig(), blocks=5, num_cpus=4)
+    assert ranged.equals(result[0])
 
 
 def test_url_dedup_is_optional_and_uses_its_own_reason(ray_session):

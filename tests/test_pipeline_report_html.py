@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from curate import cli, schema
 from curate.config import parse_config
 from curate.pipeline.report import write_report
+from curate.pipeline.domain_counts import DomainCounts
 from curate.pipeline.shards import plan_shards, write_shard
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,9 +37,9 @@ def finished_run(tmp_path: Path) -> Path:
     plan = plan_shards([str(tmp_path / "part.parquet")], out, 40, "zstd", True)
     written = [write_shard(s) for s in plan.kept + plan.rejected]
     kept, rejected = written[: len(plan.kept)], written[len(plan.kept):]
-    tokens: Counter = Counter()
+    tokens = DomainCounts()
     for entry in written:
-        tokens.update(entry.pop("domain_tokens"))
+        tokens.merge(entry.pop("domain_tokens"))
     stats = {
         "read": 210, "kept": 150, "rejected": 55, "errored": 5, "inputs": 3, "rows_written": 210,
         "funnel": [

@@ -103,7 +103,7 @@ def test_plan_counts_reasons_and_ray_tasks_report_tokens_per_domain(tmp_path, ra
     assert sum(e["rows"] for e in entries) == reasons.count(None)
     per_domain: dict[str, int] = {}
     for e in entries:
-        for d, t in e["domain_tokens"].items():
+        for d, t in e["domain_tokens"]["tokens"].items():
             per_domain[d] = per_domain.get(d, 0) + t
     assert sum(per_domain.values()) == sum(e["tokens"] for e in entries) > 0
 

@@ -215,6 +215,37 @@ def test_a_resumed_run_on_s3_redoes_only_the_input_whose_marker_is_gone(local_an
     assert _shards(storage, out) == _shards(Storage(), str(local.output))
 
 
+def _rows_without_paths(storage: Storage, out: str) -> list[pa.Table]:
+    """The shards' rows with warc_path (which names where the WARC was read) left out."""
+    return [pq.read_table(storage.open(p)).drop_columns(["warc_path"]) for p in storage.glob(join(out, "shards", "*.parquet"))]
+
+
+def test_warc_inputs_read_from_s3_give_the_rows_of_the_same_files_on_disk(ray_session, shared_data, s3_endpoint, tmp_path):
+    """input.paths on the store (one object by name, a glob) open through the storage layer with
+    the config's endpoint: the same documents, in the same order, as the local files."""
+    from curate.config import parse_config
+
+    storage = Storage({"endpoint_url": s3_endpoint})
+    inputs = f"s3://{BUCKET}/inputs-{uuid.uuid4().hex[:6]}"
+    warcs = shared_data / "warc"
+    files = [warcs / "dolma-wget" / "sample-0000.warc.gz", *sorted((warcs / "resiliparse").glob("*.warc.gz"))]
+    for local in files:
+        storage.write_bytes(join(inputs, local.parent.name, local.name), local.read_bytes())
+    results = {}
+    for where, paths in (("disk", [str(files[0]), str(warcs / "resiliparse" / "*.warc.gz")]),
+                         ("s3", [join(inputs, "dolma-wget", files[0].name), join(inputs, "resiliparse", "*.warc.gz")])):
+        cfg = parse_config({"input": {"paths": paths}, "output": {"path": str(tmp_path / where), "rows_per_shard": 10},
+                            "storage": {"endpoint_url": s3_endpoint}})
+        results[where] = Runner(cfg).run(num_cpus=2)
+    uris = [i["uri"] for i in results["s3"].manifest["inputs"]]
+    assert uris == [join(inputs, f.parent.name, f.name) for f in files]
+    # The same faults too (the resiliparse folder holds a file cut mid-record).
+    assert [i["error"] for i in results["s3"].manifest["inputs"]] == [i["error"] for i in results["disk"].manifest["inputs"]]
+    assert results["s3"].processed_inputs == 3
+    got, want = (_rows_without_paths(Storage(), str(results[w].output)) for w in ("s3", "disk"))
+    assert got and len(got) == len(want) and all(a.equals(b) for a, b in zip(got, want))
+
+
 # -- several nodes ----------------------------------------------------------------------------
 
 _DRIVER = """
