@@ -29,6 +29,7 @@ import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -103,6 +104,19 @@ class ReadWarcs:
             self.storage.write_json(join(self.read_dir, f"{source.key}.json"), docs_marker(report.to_json(), self.docs_fingerprint))
 
 
+MODEL_PATH_FIELDS = ("model_path", "head")
+
+
+def _with_local_models(section: Any, storage: Storage) -> Any:
+    """The stage's section with every model file it names on an object store (`model_path`,
+    `head`) replaced by a local copy fetched once per node: fastText and numpy load from paths."""
+    remote = {f: getattr(section, f) for f in MODEL_PATH_FIELDS
+              if isinstance(getattr(section, f, None), str) and not is_local(getattr(section, f))}
+    if not remote:
+        return section
+    return section.model_copy(update={f: storage.local_copy(url) for f, url in remote.items()})
+
+
 class StageGroup:
     """Actor: a run of consecutive per-document stages with equal resources, fused (as Ray
     fuses task operators) so a batch is not copied through the object store between cheap
@@ -123,7 +137,9 @@ class StageGroup:
         from curate.pipeline import registry
 
         entries = {e.path: e for e in registry.ENTRIES}
-        self.stages: list[Stage] = [entries[s].load()(registry.section_of(cfg, entries[s])) for s in sections]
+        self.stages: list[Stage] = [
+            entries[s].load()(_with_local_models(registry.section_of(cfg, entries[s]), storage)) for s in sections
+        ]
         self.cache = cache if cache is not None and CACHED_STAGE in sections else None
         self.cache_after = sections.index(CACHED_STAGE) if self.cache is not None else None
         self.cache_schema = cache_schema(cfg)

@@ -15,6 +15,7 @@ role) on each node, unless the run ships explicit options (endpoint, keys) to ev
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -133,6 +134,28 @@ class Storage:
 
     def read_json(self, url: str) -> Any:
         return json.loads(self.read_bytes(url))
+
+    def local_copy(self, url: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
+        """A local path to read `url` from: the path itself on local disk; for a store, a copy
+        fetched once into `cache_dir` (default `~/.cache/curate/remote`), keyed by the URL and
+        the object's size and ETag/mtime, so a replaced object is fetched again. For model
+        files (fastText, a tokenizer), which their libraries load from a path only."""
+        if is_local(url):
+            return self.fs(url)[1]
+        fs, path = self.fs(url)
+        if fs.isdir(path):
+            raise IsADirectoryError(f"{url}: a folder; name the model file inside it")
+        info = fs.info(path)
+        version = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime") or ""
+        key = hashlib.sha256(f"{url}|{info.get('size')}|{version}".encode()).hexdigest()[:20]
+        root = os.path.expanduser(cache_dir or os.path.join("~", ".cache", "curate", "remote"))
+        local = os.path.join(root, key, posixpath.basename(path))
+        if not os.path.exists(local):
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            tmp = f"{local}.{uuid.uuid4().hex}.tmp"  # several actors of one node may fetch at once
+            fs.get_file(path, tmp)
+            os.replace(tmp, local)
+        return local
 
     def size(self, url: str) -> int:
         fs, path = self.fs(url)

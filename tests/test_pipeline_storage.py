@@ -345,3 +345,42 @@ def test_a_run_on_a_three_node_cluster_writes_the_same_shards_as_one_node(local_
     nodes_of_parts = {json.loads(pq.read_schema(storage.open(p)).metadata[PART_STATS_KEY])["node"] for p in parts}
     assert len(nodes_of_parts) == 2 and None not in nodes_of_parts
     assert not any(p.name.startswith(("s3:", BUCKET)) for p in tmp_path.rglob("*"))
+
+
+# -- model files -----------------------------------------------------------------------------
+
+
+def test_a_model_on_the_store_is_fetched_once_and_scores_exactly_as_the_local_file(s3_endpoint, shared_data, tmp_path):
+    import gzip
+    import json
+
+    from curate import schema
+    from curate.classifiers.model import SHIPPED_MODEL
+    from curate.config import parse_config
+    from curate.pipeline import registry
+    from curate.pipeline.runner import _with_local_models
+
+    storage = Storage({"endpoint_url": s3_endpoint, "key": ACCESS_KEY, "secret": SECRET_KEY})
+    url = f"s3://{BUCKET}/models/{uuid.uuid4().hex}/wiki_quality.ftz"
+    storage.write_bytes(url, SHIPPED_MODEL.read_bytes())
+    cache = tmp_path / "cache"
+    local = storage.local_copy(url, cache)
+    assert Path(local).name == "wiki_quality.ftz" and Path(local).read_bytes() == SHIPPED_MODEL.read_bytes()
+    assert storage.local_copy(url, cache) == local and len(list(cache.iterdir())) == 1  # fetched once
+    storage.write_bytes(url, SHIPPED_MODEL.read_bytes() + b"\0")  # a replaced object is fetched anew
+    assert storage.local_copy(url, cache) != local
+    storage.write_bytes(url, SHIPPED_MODEL.read_bytes())
+    assert Storage().local_copy(str(SHIPPED_MODEL)) == str(SHIPPED_MODEL)  # local paths as they are
+
+    with gzip.open(shared_data / "wikipedia/enwiki-sample.jsonl.gz", "rt") as fh:
+        arts = [json.loads(line) for _, line in zip(range(12), fh)]
+    docs = schema.from_rows([{schema.ID: a["id"], schema.TEXT: a["text"], schema.URL: a["url"]} for a in arts])
+    scores = {}
+    for where, path in (("store", url), ("disk", str(SHIPPED_MODEL))):
+        cfg = parse_config({"input": {"paths": ["x"]}, "output": {"path": "o"},
+                            "classifiers": {"wiki_quality": {"enabled": True, "model_path": path}}})
+        entry = next(e for e in registry.ENTRIES if e.path == "classifiers.wiki_quality")
+        section = _with_local_models(registry.section_of(cfg, entry), storage)
+        assert not section.model_path.startswith("s3://")
+        scores[where] = entry.load()(section)(docs).column(schema.WIKI_SCORE).to_pylist()
+    assert scores["store"] == scores["disk"] and all(s is not None for s in scores["store"])

@@ -160,8 +160,8 @@ class Trainer:
         saved = self.out / "tokenizer"
         if (saved / "tokenizer.json").is_file():
             return load_tokenizer(saved)
-        if self.cfg.tokenizer.path:
-            tok = load_tokenizer(self.cfg.tokenizer.path)
+        if self.cfg.tokenizer.path:  # a local path, or a tokenizer.json on a store (fetched once)
+            tok = load_tokenizer(self.inputs.storage.local_copy(self.cfg.tokenizer.path))
         else:
             sample = self._tokenizer_sample(self.cfg.tokenizer.sample_docs)
             tok = train_bpe(sample, self.cfg.tokenizer.vocab_size, self.cfg.tokenizer.min_frequency)
