@@ -50,3 +50,20 @@ def ray_session():
     ctx.print_on_execution_start = False
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def wiki_api(shared_data):
+    """A MediaWiki-API-shaped server on 127.0.0.1 over the real articles of the shared sample."""
+    import gzip
+    import json
+    import threading
+
+    from wiki_server import WikiServer
+
+    with gzip.open(shared_data / "wikipedia" / "enwiki-sample.jsonl.gz", "rt") as fh:
+        server = WikiServer([json.loads(line) for line in fh])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()

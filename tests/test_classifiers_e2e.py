@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_crawl_2024_runs_end_to_end_and_anneals_on_its_top_scored_rows(ray_session, shared_data, tmp_path):
+def test_crawl_2024_runs_end_to_end_and_anneals_on_its_top_scored_rows(ray_session, shared_data, wiki_api, tmp_path):
     from curate.pipeline.runner import Runner
     from curate.train import run_training
 
@@ -30,7 +30,10 @@ def test_crawl_2024_runs_end_to_end_and_anneals_on_its_top_scored_rows(ray_sessi
     anneal = spec["train"]["anneal"]
     spec["train"] = {"tokens": 20_000, "seq_len": 64, "micro_batch_size": 8, "tokenizer": {"vocab_size": 512, "sample_docs": 500},
                      "model": {"preset": "tiny"}, "optim": {"lr": 3e-3, "warmup_steps": 2}, "anneal": anneal,
-                     "eval": {**spec["train"]["eval"], "interval": 1000, "max_sequences": 16},
+                     # its Wikipedia eval set, fetched from the MediaWiki-shaped server on 127.0.0.1
+                     "eval": {**spec["train"]["eval"], "interval": 1000, "max_sequences": 16,
+                              "wikipedia": {**spec["train"]["eval"]["wikipedia"], "articles": 8, "min_chars": 1000,
+                                            "api_url": wiki_api.api_url, "cache": str(tmp_path / "eval")}},
                      "checkpoint_interval": 1000, "device": "cpu", "progress": False}
     cfg = parse_config(spec)
     assert cfg.classifiers.wiki_quality.enabled and cfg.classifiers.wiki_quality.top_fraction == 0.5

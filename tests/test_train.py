@@ -7,7 +7,6 @@ import json
 import math
 import shutil
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -320,19 +319,6 @@ def test_each_shard_is_tokenized_once_into_a_cached_token_file_the_anneal_pool_r
     fresh = [s.folder.name for s in changed.main_pool.segments if s.folder.name not in written]
     assert len(fresh) == 3  # the moved files are new inputs to the cache...
     assert changed.main_pool.num_docs == first.main_pool.num_docs - 5  # ...and the cut shard is read as it is now
-
-
-@pytest.fixture(scope="module")
-def wiki_api(shared_data):
-    """A MediaWiki-API-shaped server on 127.0.0.1 over the real articles of the shared sample."""
-    from wiki_server import WikiServer
-
-    with gzip.open(shared_data / "wikipedia" / "enwiki-sample.jsonl.gz", "rt") as fh:
-        server = WikiServer([json.loads(line) for line in fh])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
 
 
 def test_the_wikipedia_eval_set_is_fetched_once_from_the_api_into_the_cache(wiki_api, tmp_path):
