@@ -153,8 +153,12 @@ class Storage:
         if not os.path.exists(local):
             os.makedirs(os.path.dirname(local), exist_ok=True)
             tmp = f"{local}.{uuid.uuid4().hex}.tmp"  # several actors of one node may fetch at once
-            fs.get_file(path, tmp)
-            os.replace(tmp, local)
+            try:
+                fs.get_file(path, tmp)
+                os.replace(tmp, local)
+            finally:  # a failed fetch leaves no partial file in the cache
+                if os.path.exists(tmp):
+                    os.remove(tmp)
         return local
 
     def size(self, url: str) -> int:
