@@ -1,6 +1,8 @@
 """The whole per-document and global pipeline on every WARC under ../shared/data plus broken
 inputs: it completes, faults are counted per file, the funnel adds up, one record read through
-two files is kept once, and a rerun reuses the finished work and rewrites identical shards."""
+two files is kept once, and a rerun reuses the finished work and rewrites identical shards.
+The example as users run it, with its topic labeller and mixture, on one real WARC: every kept
+row is labelled, the shards are split by topic, and the funnel adds up through both stages."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from curate import schema
 from curate.config import Config, load_config
 from curate.pipeline.report import AccountingError, build_stats
 from curate.pipeline.runner import Runner
@@ -30,10 +33,13 @@ def _broken_inputs(folder: Path, shared_data: Path) -> dict[str, Path]:
     return files
 
 
-def _sample_config(tmp_path: Path, inputs: list[str]) -> Config:
-    """examples/sample.yaml (filters and dedup as users run them), on these inputs, no training."""
+def _sample_config(tmp_path: Path, inputs: list[str], labels: bool = True) -> Config:
+    """examples/sample.yaml (filters and dedup as users run them), on these inputs, no training;
+    without `labels`, no topic labeller nor the mixture that needs it."""
     raw = yaml.safe_load((REPO / "examples" / "sample.yaml").read_text())
     raw.pop("train", None)
+    if not labels:
+        raw["classifiers"]["topics"]["enabled"] = raw["mixture"]["enabled"] = False
     raw["input"]["paths"] = inputs
     raw["output"]["path"] = str(tmp_path / "out")
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
@@ -44,11 +50,22 @@ def _table(folder: Path) -> pa.Table:
     return pa.concat_tables([pq.read_table(p) for p in sorted(folder.glob("*.parquet"))])
 
 
+def _funnel_adds_up(stats: dict) -> None:
+    assert stats["read"] == stats["kept"] + stats["rejected"] + stats["errored"] == stats["rows_written"]
+    funnel = stats["funnel"]
+    for before, after in zip(funnel, funnel[1:]):  # each stage sees what the one before kept
+        assert after["in"] == before["kept"]
+    assert funnel[0]["in"] == stats["read"] and funnel[-1]["kept"] == stats["kept"]
+
+
 @pytest.fixture(scope="module")
 def sample_run(ray_session, shared_data, tmp_path_factory):
+    """Every shared WARC plus the broken ones. The labeller is off here: labels are not what
+    these tests check, and its one-CPU pool would leave extraction one core of the two (the
+    labelled run is test_the_example_with_its_labeller_and_mixture_labels_every_kept_row)."""
     tmp = tmp_path_factory.mktemp("sample")
     broken = _broken_inputs(tmp / "broken", shared_data)
-    cfg = _sample_config(tmp, [str(shared_data / "**" / "*.warc.gz"), str(tmp / "broken" / "*.warc.gz")])
+    cfg = _sample_config(tmp, [str(shared_data / "**" / "*.warc.gz"), str(tmp / "broken" / "*.warc.gz")], labels=False)
     result = Runner(cfg).run(num_cpus=2)
     return cfg, result, broken
 
@@ -58,20 +75,37 @@ def test_every_shared_warc_and_every_broken_file_runs_to_a_funnel_that_adds_up(s
     stats = result.stats
     shared = sorted(shared_data.rglob("*.warc.gz"))
     assert stats["inputs"] == len(shared) + len(broken)
-    assert stats["read"] == stats["kept"] + stats["rejected"] + stats["errored"] == stats["rows_written"]
+    _funnel_adds_up(stats)
     assert stats["kept"] > 0 and stats["rejected"] > 0
     # Each broken file is one counted file error, next to Common Crawl's own truncated record.
     assert stats["file_errors"] == {"warc:empty_file": 1, "warc:not_warc": 1, "warc:truncated": 2}
     kept, rejected = _table(result.output / "shards"), _table(result.output / "rejected")
     assert kept.num_rows == stats["kept"] and rejected.num_rows == stats["rejected"] + stats["errored"]
-    funnel = stats["funnel"]
-    for before, after in zip(funnel, funnel[1:]):  # each stage sees what the one before kept
-        assert after["in"] == before["kept"]
-    assert funnel[0]["in"] == stats["read"] and funnel[-1]["kept"] == stats["kept"]
     # Every drop sits under the stage that set it.
-    by_stage = {f["stage"]: f["dropped"] for f in funnel}
+    by_stage = {f["stage"]: f["dropped"] for f in stats["funnel"]}
     assert set(by_stage["dedup_exact"]) <= {"dup:exact", "dup:url"} and set(by_stage["dedup_minhash"]) <= {"dup:minhash"}
     assert "unattributed" not in by_stage and "errors" not in by_stage
+
+
+@pytest.mark.slow
+def test_the_example_with_its_labeller_and_mixture_labels_every_kept_row(ray_session, shared_data, tmp_path):
+    from curate.classifiers.topics import load_taxonomy
+
+    cfg = _sample_config(tmp_path, [str(shared_data / "warc" / "dolma-wget" / "sample-0000.warc.gz")])
+    assert cfg.classifiers.topics.enabled and cfg.mixture.enabled
+    result = Runner(cfg).run(num_cpus=2)
+    stats = result.stats
+    _funnel_adds_up(stats)
+    stages = [f["stage"] for f in stats["funnel"]]
+    assert "topics" in stages and stages[-1] == "mixture"
+    kept = _table(result.output / "shards")
+    assert kept.num_rows == stats["kept"] > 0
+    assert kept.column(schema.TOPIC).null_count == 0 and set(kept.column(schema.TOPIC).to_pylist()) <= set(load_taxonomy().topics)
+    assert kept.column(schema.WEIGHT).null_count == 0
+    # Shards by topic: each shard's rows share the topic its manifest entry names.
+    for entry in result.manifest["shards"]:
+        assert set(pq.read_table(result.output / entry["path"]).column(schema.TOPIC).to_pylist()) == {entry["partition"]}
+    assert result.manifest["mixture"]["column"] == "topic" and (result.output / "mixture.png").exists()
 
 
 def _complete_responses(warc: Path, cut_at: int) -> int:
