@@ -1,10 +1,12 @@
-"""examples/crawl-2024.yaml end to end on local WARCs: only its `input:` swapped and its
-`train:` shrunk to the tiny preset on CPU. The classifier scores every page, the run keeps the
+"""examples/crawl-2024.yaml end to end on local WARCs: only its `input:` swapped (the small
+shared WARCs and the first 150 pages of real-pages.warc.gz) and its `train:` shrunk to the tiny
+preset on CPU. The classifier scores every page, the run keeps the
 top half by wiki_score, and the trainer anneals on the run's own top-scored rows."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -15,6 +17,8 @@ import yaml
 from curate.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_resume import first_responses  # noqa: E402  (a WARC's first responses, cut at a member boundary)
 
 
 @pytest.mark.slow
@@ -25,7 +29,8 @@ def test_crawl_2024_runs_end_to_end_and_anneals_on_its_top_scored_rows(ray_sessi
 
     spec = yaml.safe_load((REPO / "examples/crawl-2024.yaml").read_text())
     spec["input"] = {"source": "local", "crawl": "CC-MAIN-2024-10",
-                     "paths": [str(shared_data / "real-pages.warc.gz"), str(shared_data / "warc/**/*.warc.gz")]}
+                     "paths": [str(first_responses(shared_data / "real-pages.warc.gz", 150, tmp_path / "real-pages-head.warc.gz")),
+                               str(shared_data / "warc/**/*.warc.gz")]}
     spec["output"]["path"] = str(tmp_path / "out")
     anneal = spec["train"]["anneal"]
     spec["train"] = {"tokens": 20_000, "seq_len": 64, "micro_batch_size": 8, "tokenizer": {"vocab_size": 512, "sample_docs": 500},
