@@ -115,16 +115,18 @@ def test_credentials_ship_from_the_driver_env_but_never_show_in_a_repr(s3_endpoi
 # -- a whole run ---------------------------------------------------------------------------------
 
 
-def _config_file(tmp: Path, shared_data: Path, output: str, endpoint: str | None, batch: int | None = None) -> Path:
+def _config_file(tmp: Path, shared_data: Path, output: str, endpoint: str | None, batch: int | None = None,
+                 inputs: list[str] | None = None) -> Path:
     """examples/sample.yaml (filters, exact and MinHash dedup, site caps) on three small real
-    WARCs (39 documents); `batch`: documents per block and batch, else the defaults (one per input)."""
+    WARCs (39 documents), or the same files where `inputs` names them; `batch`: documents per
+    block and batch, else the defaults (one per input)."""
     raw = yaml.safe_load((REPO / "examples" / "sample.yaml").read_text())
     raw.pop("train", None)
     # No topic labeller (nor the mixture that needs it): its own pool would be the one writing
     # the parts, one actor on a two-CPU cluster, and storage is what these runs test.
     raw["classifiers"]["topics"]["enabled"] = raw["mixture"]["enabled"] = False
-    raw["input"]["paths"] = [str(shared_data / "warc" / "dolma-wget" / "sample-0000.warc.gz"),
-                             str(shared_data / "warc" / "resiliparse" / "*.warc.gz")]
+    raw["input"]["paths"] = inputs or [str(shared_data / "warc" / "dolma-wget" / "sample-0000.warc.gz"),
+                                       str(shared_data / "warc" / "resiliparse" / "*.warc.gz")]
     raw["output"]["path"] = output
     if endpoint is not None:
         raw["storage"] = {"endpoint_url": endpoint}
@@ -226,29 +228,25 @@ def _rows_without_paths(storage: Storage, out: str) -> list[pa.Table]:
     return [pq.read_table(storage.open(p)).drop_columns(["warc_path"]) for p in storage.glob(join(out, "shards", "*.parquet"))]
 
 
-def test_warc_inputs_read_from_s3_give_the_rows_of_the_same_files_on_disk(ray_session, shared_data, s3_endpoint, tmp_path):
+def test_warc_inputs_read_from_s3_give_the_rows_of_the_same_files_on_disk(local_run, shared_data, s3_endpoint, tmp_path):
     """input.paths on the store (one object by name, a glob) open through the storage layer with
-    the config's endpoint: the same documents, in the same order, as the local files."""
-    from curate.config import parse_config
-
+    the config's endpoint: the same documents, in the same order, as the local files of the
+    one-node run (the same config, reading them from disk)."""
     storage = Storage({"endpoint_url": s3_endpoint})
     inputs = f"s3://{BUCKET}/inputs-{uuid.uuid4().hex[:6]}"
     warcs = shared_data / "warc"
     files = [warcs / "dolma-wget" / "sample-0000.warc.gz", *sorted((warcs / "resiliparse").glob("*.warc.gz"))]
     for local in files:
         storage.write_bytes(join(inputs, local.parent.name, local.name), local.read_bytes())
-    results = {}
-    for where, paths in (("disk", [str(files[0]), str(warcs / "resiliparse" / "*.warc.gz")]),
-                         ("s3", [join(inputs, "dolma-wget", files[0].name), join(inputs, "resiliparse", "*.warc.gz")])):
-        cfg = parse_config({"input": {"paths": paths}, "output": {"path": str(tmp_path / where), "rows_per_shard": 10},
-                            "storage": {"endpoint_url": s3_endpoint}})
-        results[where] = Runner(cfg).run(num_cpus=2)
-    uris = [i["uri"] for i in results["s3"].manifest["inputs"]]
+    paths = [join(inputs, "dolma-wget", files[0].name), join(inputs, "resiliparse", "*.warc.gz")]
+    from_s3 = Runner(load_config(_config_file(tmp_path, shared_data, str(tmp_path / "out"), s3_endpoint, inputs=paths))).run(num_cpus=2)
+    uris = [i["uri"] for i in from_s3.manifest["inputs"]]
     assert uris == [join(inputs, f.parent.name, f.name) for f in files]
+    assert [i["uri"] for i in local_run.manifest["inputs"]] == [str(f) for f in files]
     # The same faults too (the resiliparse folder holds a file cut mid-record).
-    assert [i["error"] for i in results["s3"].manifest["inputs"]] == [i["error"] for i in results["disk"].manifest["inputs"]]
-    assert results["s3"].processed_inputs == 3
-    got, want = (_rows_without_paths(Storage(), str(results[w].output)) for w in ("s3", "disk"))
+    assert [i["error"] for i in from_s3.manifest["inputs"]] == [i["error"] for i in local_run.manifest["inputs"]]
+    assert from_s3.processed_inputs == 3
+    got, want = (_rows_without_paths(Storage(), str(r.output)) for r in (from_s3, local_run))
     assert got and len(got) == len(want) and all(a.equals(b) for a, b in zip(got, want))
 
 
