@@ -103,7 +103,7 @@ def curate_run(cfg: Path, out: Path, kill_when=None) -> tuple[int | None, list[s
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and proc.poll() is None and not kill_when(out):
         time.sleep(0.1)
-    assert proc.poll() is None, "the run ended before the moment to kill it"
+    assert proc.poll() is None, "the run ended before the moment to kill it:\n" + proc.stdout.read()[-3000:]
     tree = psutil.Process(proc.pid).children(recursive=True)
     proc.kill()
     proc.wait()
@@ -115,8 +115,10 @@ def curate_run(cfg: Path, out: Path, kill_when=None) -> tuple[int | None, list[s
 
 
 @pytest.mark.slow
-def test_a_driver_killed_mid_extraction_and_mid_dedup_then_rerun_equals_a_clean_run(shared_data, tmp_path):
+def test_a_driver_killed_mid_extraction_and_mid_dedup_then_rerun_equals_a_clean_run(ray_session, shared_data, tmp_path):
     import yaml
+
+    from curate.config import load_config
 
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump({
@@ -124,7 +126,11 @@ def test_a_driver_killed_mid_extraction_and_mid_dedup_then_rerun_equals_a_clean_
                             str(shared_data / "warc/resiliparse/CC-MAIN-2020-34-sample.warc.gz")]},
         "output": {"path": str(tmp_path / "unused"), "rows_per_shard": 8},
         "ray": {"num_cpus": 2, "dashboard_port": 0, "batch_size": 4}}))
-    curate_run(cfg, tmp_path / "clean")
+    # The clean reference runs in this process on the suite's Ray (same config, same 2 CPUs):
+    # the kills and the rerun below are `curate run` processes.
+    clean_cfg = load_config(cfg)
+    clean_cfg.output.path = str(tmp_path / "clean")
+    Runner(clean_cfg).run(num_cpus=2)
     out = tmp_path / "killed"
     _, left = curate_run(cfg, out, kill_when=lambda o: any((o / "work" / "docs").glob("*/part-*.parquet")))
     assert left == []
