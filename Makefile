@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test clean nemo-venv
 
 setup: $(STAMP)
 
@@ -30,3 +30,15 @@ test: setup
 
 clean:
 	rm -rf output .pytest_cache
+
+# NeMo Curator for `benchmarks/bench_pipeline.py --peers nemo`, in its own venv beside the repo
+# (not part of setup or test): it pins trafilatura 2.0.0 and pulls PyPI's CUDA torch, which must not
+# replace curate's. Its CPU text pipeline runs without a GPU.
+NEMO_VENV ?= ../nemo-venv
+nemo-venv: $(NEMO_VENV)/.installed
+
+$(NEMO_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(NEMO_VENV)
+	$(NEMO_VENV)/bin/python -m pip install -q --upgrade pip
+	$(NEMO_VENV)/bin/python -m pip install -q 'nemo-curator[text_cpu]==1.4.0'
+	touch $@
