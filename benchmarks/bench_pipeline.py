@@ -2,7 +2,8 @@
 filters -> PII -> zstd Parquet, the same steps and settings on both sides.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--copies 8] [--workers 2] [--inputs cc-shaped]
-        [--variants prefilter,full,resiliparse,nodash] [--peers datatrove,nemo] [--nemo-extractor same] [--keep]
+        [--variants prefilter,full,resiliparse,nodash] [--peers datatrove,nemo] [--nemo-extractor same]
+        [--nemo-executor ray-data] [--keep]
 
 Input: `--copies` copies of ../shared/data/real-pages.warc.gz as separate files (bench_extract's
 input forms: `cc-shaped` adds `WARC-Identified-Payload-Type: text/html` as Common Crawl writes
@@ -29,8 +30,9 @@ and steady state (documents per second of the wall time minus start-up). Agreeme
 by (file, record id) and the texts both keep, with every disagreement's reason.
 
 `--peers datatrove,nemo` adds NeMo Curator 1.4 (`benchmarks/nemo_job.py`, run by the python of its own
-venv: `make nemo-venv`, or CURATE_NEMO_PYTHON), same input and cores, on its default executor
-(Cosmos-Xenna on a local Ray); skipped with the reason when that venv is absent. Its start-up: spawn
+venv: `make nemo-venv`, or CURATE_NEMO_PYTHON), same input and cores, on NeMo's RayDataExecutor
+(`--nemo-executor`; its default, Cosmos-Xenna, refuses to stream on 2 cores); skipped with the
+reason when that venv is absent. Its start-up: spawn
 until the first page reaches its extractor. NeMo ships trafilatura, fastText LID and the Gopher
 filters; C4's line rules, FineWeb and PII it has not, so nemo_job.py adds the smallest custom stages
 for them, and the report prints each step's difference from datatrove. NeMo's filters keep no
@@ -191,12 +193,12 @@ def nemo_ready() -> str | None:
     return None if probe.returncode == 0 else f"{NEMO_PYTHON} cannot import nemo_curator: {probe.stderr.strip()[-500:]}"
 
 
-def run_nemo(input_dir: Path, workers: int, work: Path, docs_in: int, extractor: str) -> Run:
+def run_nemo(input_dir: Path, workers: int, work: Path, docs_in: int, extractor: str, executor: str) -> Run:
     out = work / f"nemo-{extractor}"
     log = work / f"nemo-{extractor}.log"
     t0 = time.time()
     wall = run_timed([str(NEMO_PYTHON), str(NEMO_JOB), "--input-dir", str(input_dir), "--output-dir", str(out),
-                      "--workers", str(workers), "--lid-model", str(bundled_model_path()), "--extractor", extractor], log)
+                      "--workers", str(workers), "--lid-model", str(bundled_model_path()), "--extractor", extractor, "--executor", executor], log)
     # Start-up: from spawn until the first page reaches the extractor (each extractor process stamps it).
     stamps = [float(p.read_text()) for p in out.glob("_first_doc.*")]
     startup = min(stamps) - t0 if stamps else 0.0
@@ -212,7 +214,7 @@ def run_nemo(input_dir: Path, workers: int, work: Path, docs_in: int, extractor:
     extracted = sum(int(t) for n, _, t in _NEMO_RETAINED.findall(text) if n == "language")
     settings = {line.split(":", 1)[0]: json.loads(line.split(":", 1)[1]) for line in text.splitlines()
                 if line.startswith(("versions:", "settings:"))}
-    return Run(f"nemo:{extractor}", wall, startup, docs_in, kept,
+    return Run(f"nemo:{extractor}:{executor}", wall, startup, docs_in, kept,
                note=f"drops by step: {dict(extract=docs_in - extracted, **dropped)}; {settings.get('versions')}; "
                     f"settings: {json.dumps(settings.get('settings'), indent=1)}")
 
@@ -321,6 +323,9 @@ def main() -> None:
                     "comma-separated: datatrove,nemo (NeMo Curator in its own venv, see CURATE_NEMO_PYTHON)")
     ap.add_argument("--nemo-extractor", choices=["same", "nemo"], default="same",
                     help="same: trafilatura called as datatrove does; nemo: NeMo's own CommonCrawlHTMLExtractor")
+    ap.add_argument("--nemo-executor", choices=["ray-data", "xenna-batch", "xenna-streaming"], default="ray-data",
+                    help="ray-data: NeMo's RayDataExecutor; xenna-batch: NeMo's default executor in the mode it asks "
+                         "for on few cores (see nemo_job.py)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     datatrove_ready()
@@ -349,7 +354,7 @@ def main() -> None:
                 print(f"NeMo Curator peer skipped: {why_not}")
             else:
                 load.append(os.getloadavg()[0])
-                nemo = run_nemo(input_dir, args.workers, root, docs_in, args.nemo_extractor)
+                nemo = run_nemo(input_dir, args.workers, root, docs_in, args.nemo_extractor, args.nemo_executor)
                 runs.append(nemo)
         print_runs(runs, load)
         for cu, agr in results.values():

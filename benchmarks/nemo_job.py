@@ -5,8 +5,8 @@
 
 WARC (NeMo's CommonCrawlWarcIterator on local files) -> trafilatura -> fastText LID `en` >= 0.65 ->
 Gopher repetition -> Gopher quality -> C4 (no terminal-punctuation rule) -> FineWeb -> PII (e-mail,
-public IPv4) -> zstd Parquet, on NeMo's default executor (Cosmos-Xenna on a local Ray of
-`--workers` CPUs). Where NeMo Curator ships a step it is used; where it ships none (C4's line
+public IPv4) -> zstd Parquet, on a local Ray of `--workers` CPUs with NeMo's RayDataExecutor
+(`--executor`: NeMo's default, Cosmos-Xenna, refuses streaming on few cores; see EXECUTORS). Where NeMo Curator ships a step it is used; where it ships none (C4's line
 rules, FineWeb, PII) the smallest custom DocumentModifier / DocumentFilter does it, written here
 from the rules' published definitions. `STEP_NOTES` lists every difference from datatrove's job;
 the benchmark prints it.
@@ -59,8 +59,8 @@ STEP_NOTES = {
                "include_comments=False, deduplicate=False) on NeMo's decode_html, no timeout (NeMo has no "
                "per-page timeout; datatrove: 10 s). `nemo`: NeMo's own CommonCrawlHTMLExtractor('trafilatura'), "
                "which extracts only pages pycld2 calls a stop-list language, drops paragraphs under 0.32 "
-               "stop-word density and joins paragraphs with blank lines. trafilatura is NeMo's pin (text_cpu "
-               "extra: trafilatura==2.0.0), not curate's/datatrove's 2.3.1",
+               "stop-word density and joins paragraphs with blank lines. NeMo's text_cpu extra pins "
+               "trafilatura==2.0.0; `make nemo-venv` puts curate's 2.3.1 on top (the version printed above)",
     "language": "NeMo's FastTextLangId(lid.176.ftz, min 0.65, 'en'): keeps score >= 0.65 (datatrove: > 0.65)",
     "gopher_repetition": "NeMo's RepeatedLines/Paragraphs(ByChar) 0.7/0.7/0.8/0.8 (= datatrove's 0.3/0.3/0.2/0.2 "
                          "as kept fractions), RepeatingTopNGrams 2/3/4 at 0.2/0.18/0.16, RepeatingDuplicateNGrams "
@@ -239,10 +239,13 @@ def build(input_dir: str, output_dir: str, lid_model: str, extractor: str) -> Pi
 # Xenna's streaming mode (NeMo's default) needs a CPU per stage at once (9.5 here), so on a few cores
 # it refuses to start and suggests batch mode: one stage after another, each on every core.
 EXECUTORS = {
+    # Its progress log asks Ray's state API (the dashboard) for actors and fails the run when the
+    # dashboard does not answer, as on a loaded machine; a log interval past the run asks only once.
     "xenna-batch": ("NeMo's default XennaExecutor in batch mode (streaming refuses: it needs one CPU per stage, "
-                    "9.5 for this job)", lambda: XennaExecutor({"execution_mode": "batch"})),
+                    "9.5 for this job); progress log off", lambda: XennaExecutor({"execution_mode": "batch", "logging_interval": 10**9})),
     "xenna-streaming": ("XennaExecutor, streaming (NeMo's default; needs >= 10 CPUs for this job)", XennaExecutor),
-    "ray-data": ("NeMo's RayDataExecutor (map_batches per stage, streaming)", RayDataExecutor),
+    "ray-data": ("NeMo's RayDataExecutor: Ray Data streams the stages, fusing the ones without a model "
+                 "into one task", RayDataExecutor),
 }
 
 
@@ -253,23 +256,23 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--lid-model", required=True)
     ap.add_argument("--extractor", choices=["same", "nemo"], default="same")
-    ap.add_argument("--executor", choices=sorted(EXECUTORS), default="xenna-batch")
+    ap.add_argument("--executor", choices=sorted(EXECUTORS), default="ray-data")
     args = ap.parse_args()
     os.setsid()  # a session of its own: see end_leftovers
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    import cosmos_xenna
-    import nemo_curator
+    from importlib.metadata import version
 
-    print("versions:", json.dumps({"nemo_curator": nemo_curator.__version__, "cosmos_xenna": getattr(cosmos_xenna, "__version__", "?"),
-                                   "ray": ray.__version__, "trafilatura": trafilatura.__version__}), flush=True)
+    print("versions:", json.dumps({name: version(name) for name in ("nemo-curator", "cosmos-xenna", "ray", "trafilatura", "torch")}),
+          flush=True)
     notes = dict(STEP_NOTES, executor=f"{args.executor}: {EXECUTORS[args.executor][0]}; local Ray, num_cpus={args.workers}",
                  extract_mode=args.extractor)
     print("settings:", json.dumps(notes), flush=True)
     pipeline = build(args.input_dir, args.output_dir, args.lid_model, args.extractor)
     # A local Ray of exactly --workers CPUs; the executor's own ray.init then joins it.
-    # Xenna's monitor asks Ray's state API (the dashboard) for actors; RAY_ADDRESS points it at this Ray
-    # when other Rays run on the machine.
-    context = ray.init(num_cpus=args.workers, dashboard_port=0)
+    # Xenna lists actors through Ray's state API, which the dashboard serves; Ray Data needs no dashboard.
+    # RAY_ADDRESS: NeMo's and Xenna's own ray.init calls and state queries find this Ray, not
+    # another one running on the machine.
+    context = ray.init(num_cpus=args.workers, include_dashboard=args.executor.startswith("xenna"))
     os.environ["RAY_ADDRESS"] = context.address_info["gcs_address"]
     try:
         pipeline.run(EXECUTORS[args.executor][1]())
