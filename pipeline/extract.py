@@ -201,6 +201,10 @@ def serve() -> None:
     """Child main: the config (JSON), then pages in on stdin; results out on the original stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     cfg = ExtractConfig.model_validate_json(_recv(0) or b"{}")
+    if cfg.engine == "trafilatura" and cfg.fast_prune:
+        from curate.pipeline import fast_prune
+
+        fast_prune.install()  # process-wide, which is why only this child does it
     out = os.dup(1)
     os.dup2(2, 1)  # a stray print() in a library must not corrupt the protocol
     extract = _engine(cfg)
