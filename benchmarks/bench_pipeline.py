@@ -32,8 +32,7 @@ by (file, record id) and the texts both keep, with every disagreement's reason.
 `--peers datatrove,nemo` adds NeMo Curator 1.4 (`benchmarks/nemo_job.py`, run by the python of its own
 venv: `make nemo-venv`, or CURATE_NEMO_PYTHON), same input and cores, on NeMo's RayDataExecutor
 (`--nemo-executor`; its default, Cosmos-Xenna, refuses to stream on 2 cores); skipped with the
-reason when that venv is absent. Its start-up: spawn
-until the first page reaches its extractor. NeMo ships trafilatura, fastText LID and the Gopher
+reason when that venv is absent. Its start-up: spawn until the first page reaches its extractor. NeMo ships trafilatura, fastText LID and the Gopher
 filters; C4's line rules, FineWeb and PII it has not, so nemo_job.py adds the smallest custom stages
 for them, and the report prints each step's difference from datatrove. NeMo's filters keep no
 per-page reason, so its disagreements name curate's reason, or none against datatrove.
@@ -198,7 +197,8 @@ def run_nemo(input_dir: Path, workers: int, work: Path, docs_in: int, extractor:
     log = work / f"nemo-{extractor}.log"
     t0 = time.time()
     wall = run_timed([str(NEMO_PYTHON), str(NEMO_JOB), "--input-dir", str(input_dir), "--output-dir", str(out),
-                      "--workers", str(workers), "--lid-model", str(bundled_model_path()), "--extractor", extractor, "--executor", executor], log)
+                      "--workers", str(workers), "--lid-model", str(bundled_model_path()),
+                      "--extractor", extractor, "--executor", executor], log)
     # Start-up: from spawn until the first page reaches the extractor (each extractor process stamps it).
     stamps = [float(p.read_text()) for p in out.glob("_first_doc.*")]
     startup = min(stamps) - t0 if stamps else 0.0
@@ -319,8 +319,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--inputs", choices=["cc-shaped", "as-is"], default="cc-shaped")
     ap.add_argument("--variants", default="prefilter,full", help="curate variants, comma-separated: prefilter,full,reuse,resiliparse,nodash")
-    ap.add_argument("--peers", default="datatrove", help="peers besides datatrove (always run: the reference), "
-                    "comma-separated: datatrove,nemo (NeMo Curator in its own venv, see CURATE_NEMO_PYTHON)")
+    ap.add_argument("--peers", default="datatrove", help="comma-separated: datatrove (always run: the reference), "
+                    "nemo (NeMo Curator in its own venv, see CURATE_NEMO_PYTHON)")
     ap.add_argument("--nemo-extractor", choices=["same", "nemo"], default="same",
                     help="same: trafilatura called as datatrove does; nemo: NeMo's own CommonCrawlHTMLExtractor")
     ap.add_argument("--nemo-executor", choices=["ray-data", "xenna-batch", "xenna-streaming"], default="ray-data",
