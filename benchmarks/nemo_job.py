@@ -36,7 +36,6 @@ from nemo_curator.backends.xenna import XennaExecutor  # noqa: E402
 import trafilatura  # noqa: E402
 from nemo_curator.pipeline import Pipeline  # noqa: E402
 from nemo_curator.stages.file_partitioning import FilePartitioningStage  # noqa: E402
-from nemo_curator.stages.resources import Resources  # noqa: E402
 from nemo_curator.stages.text.download import DocumentExtractor  # noqa: E402
 from nemo_curator.stages.text.download.base.iterator import DocumentIterateExtractStage  # noqa: E402
 from nemo_curator.stages.text.download.common_crawl.extract import CommonCrawlHTMLExtractor  # noqa: E402
