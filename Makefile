@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test clean nemo-venv
 
 setup: $(STAMP)
 
@@ -30,3 +30,18 @@ test: setup
 
 clean:
 	rm -rf output .pytest_cache
+
+# NeMo Curator for `benchmarks/bench_pipeline.py --peers nemo`, in its own venv beside the repo
+# (not part of setup or test): it pulls PyPI's CUDA torch and pins trafilatura 2.0.0, which must not
+# replace curate's. Its CPU text pipeline runs without a GPU. curate's trafilatura goes on top so both
+# sides extract with the same one (NEMO_TRAFILATURA= keeps NeMo's pin; see benchmarks/NEMO.md).
+NEMO_VENV ?= ../nemo-venv
+NEMO_TRAFILATURA ?= trafilatura==2.3.1
+nemo-venv: $(NEMO_VENV)/.installed
+
+$(NEMO_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(NEMO_VENV)
+	$(NEMO_VENV)/bin/python -m pip install -q --upgrade pip
+	$(NEMO_VENV)/bin/python -m pip install -q 'nemo-curator[text_cpu]==1.4.0'
+	if [ -n "$(NEMO_TRAFILATURA)" ]; then $(NEMO_VENV)/bin/python -m pip install -q '$(NEMO_TRAFILATURA)'; fi
+	touch $@

@@ -2,7 +2,8 @@
 filters -> PII -> zstd Parquet, the same steps and settings on both sides.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--copies 8] [--workers 2] [--inputs cc-shaped]
-        [--variants prefilter,full,resiliparse,nodash] [--keep]
+        [--variants prefilter,full,resiliparse,nodash] [--peers datatrove,nemo] [--nemo-extractor same]
+        [--nemo-executor ray-data] [--keep]
 
 Input: `--copies` copies of ../shared/data/real-pages.warc.gz as separate files (bench_extract's
 input forms: `cc-shaped` adds `WARC-Identified-Payload-Type: text/html` as Common Crawl writes
@@ -27,6 +28,14 @@ second), start-up (curate: the wall time outside its per-document phase and shar
 imports, Ray's start, planning, report, shutdown; datatrove: spawn until its first task logs),
 and steady state (documents per second of the wall time minus start-up). Agreement: the kept sets
 by (file, record id) and the texts both keep, with every disagreement's reason.
+
+`--peers datatrove,nemo` adds NeMo Curator 1.4 (`benchmarks/nemo_job.py`, run by the python of its own
+venv: `make nemo-venv`, or CURATE_NEMO_PYTHON), same input and cores, on NeMo's RayDataExecutor
+(`--nemo-executor`; its default, Cosmos-Xenna, refuses to stream on 2 cores); skipped with the
+reason when that venv is absent. Its start-up: spawn until the first page reaches its extractor. NeMo ships trafilatura, fastText LID and the Gopher
+filters; C4's line rules, FineWeb and PII it has not, so nemo_job.py adds the smallest custom stages
+for them, and the report prints each step's difference from datatrove. NeMo's filters keep no
+per-page reason, so its disagreements name curate's reason, or none against datatrove.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -48,10 +58,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from curate.filters.lang import bundled_model_path
 from curate.pipeline import registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_extract import VENV_BIN, WARC, build_input, count_responses, datatrove_ready, run_timed, versions  # noqa: E402
+from bench_extract import REPO, VENV_BIN, WARC, build_input, count_responses, datatrove_ready, run_timed, versions  # noqa: E402
 
 DATATROVE_SCRIPT = textwrap.dedent(
     """
@@ -165,6 +176,56 @@ def _first_task_start(logs: Path) -> float | None:
     return min(times) if times else None
 
 
+# NeMo Curator runs in its own venv (`make nemo-venv`): it pins trafilatura 2.0.0 and a CUDA torch,
+# which must not replace curate's. benchmarks/nemo_job.py is its job; it prints its versions and the
+# difference of each step from datatrove's, which the report repeats.
+NEMO_PYTHON = Path(os.environ.get("CURATE_NEMO_PYTHON", REPO.parent / "nemo-venv" / "bin" / "python"))
+NEMO_JOB = Path(__file__).resolve().parent / "nemo_job.py"
+_NEMO_RETAINED = re.compile(r"\b(\w+) batch \S+ retained (\d+)/(\d+) rows")
+
+
+def nemo_ready() -> str | None:
+    """Why the NeMo peer cannot run here, or None when it can."""
+    if not NEMO_PYTHON.exists():
+        return f"no NeMo Curator venv at {NEMO_PYTHON} (build it with `make nemo-venv`, or set CURATE_NEMO_PYTHON)"
+    probe = subprocess.run([str(NEMO_PYTHON), "-c", "import nemo_curator"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"{NEMO_PYTHON} cannot import nemo_curator: {probe.stderr.strip()[-500:]}"
+
+
+def run_nemo(input_dir: Path, workers: int, work: Path, docs_in: int, extractor: str, executor: str) -> Run:
+    out = work / f"nemo-{extractor}"
+    log = work / f"nemo-{extractor}.log"
+    t0 = time.time()
+    wall = run_timed([str(NEMO_PYTHON), str(NEMO_JOB), "--input-dir", str(input_dir), "--output-dir", str(out),
+                      "--workers", str(workers), "--lid-model", str(bundled_model_path()),
+                      "--extractor", extractor, "--executor", executor], log)
+    # Start-up: from spawn until the first page reaches the extractor (each extractor process stamps it).
+    stamps = [float(p.read_text()) for p in out.glob("_first_doc.*")]
+    startup = min(stamps) - t0 if stamps else 0.0
+    kept = {}
+    for p in sorted((out / "parquet").rglob("*.parquet")):
+        t = pq.read_table(p, columns=["warc_id", "text", "source_id"])
+        for rid, text, path in zip(t.column("warc_id").to_pylist(), t.column("text").to_pylist(), t.column("source_id").to_pylist()):
+            kept[(Path(path).name, _bare_id(rid))] = text
+    text = log.read_text(errors="replace")
+    dropped: Counter = Counter()
+    for name, retained, total in _NEMO_RETAINED.findall(text):
+        dropped[name] += int(total) - int(retained)
+    extracted = sum(int(t) for n, _, t in _NEMO_RETAINED.findall(text) if n == "language")
+    settings = {line.split(":", 1)[0]: json.loads(line.split(":", 1)[1]) for line in text.splitlines()
+                if line.startswith(("versions:", "settings:"))}
+    return Run(f"nemo:{extractor}:{executor}", wall, startup, docs_in, kept,
+               note=f"drops by step: {dict(extract=docs_in - extracted, **dropped)}; {settings.get('versions')}; "
+                    f"settings: {json.dumps(settings.get('settings'), indent=1)}")
+
+
+def print_nemo(label: str, nemo: Run, dt: Run, results: dict[str, tuple[Run, dict]], root: Path) -> None:
+    """NeMo against datatrove (neither keeps a reason per dropped page) and against each curate run."""
+    print_agreement(label, dt, nemo, agreement(dt, nemo, {}))
+    for variant, (cu, _) in results.items():
+        print_agreement(label, nemo, cu, agreement(nemo, cu, curate_reasons(root, variant)))
+
+
 def curate_config(input_glob: str, output_dir: Path, workers: int, variant: str) -> dict:
     off = {"enabled": False}
     return {
@@ -207,18 +268,29 @@ def run_curate(input_dir: Path, workers: int, work: Path, docs_in: int, variant:
                note=f"funnel {funnel}; CPU s in the stages {stage_cpu:.1f}; extraction saved {stats.get('extraction_saved')}")
 
 
-def agreement(dt: Run, cu: Run, reasons: dict[tuple[str, str], str]) -> dict:
-    """Kept sets by (file, record id), texts both keep, and why each disagreeing page differs."""
-    both = dt.kept.keys() & cu.kept.keys()
-    only_dt, only_cu = dt.kept.keys() - cu.kept.keys(), cu.kept.keys() - dt.kept.keys()
-    differ = [k for k in both if dt.kept[k] != cu.kept[k]]
-    agree = 1 - (len(only_dt) + len(only_cu)) / dt.docs_in
-    why = Counter(f"kept by datatrove only, curate: {reasons.get(k, '?')}" for k in only_dt)
+def agreement(ref: Run, other: Run, reasons: dict[tuple[str, str], str]) -> dict:
+    """Kept sets by (file, record id), texts both keep, and why each disagreeing page differs
+    (`reasons`: `other`'s drop reason per page, where it records one)."""
+    both = ref.kept.keys() & other.kept.keys()
+    only_ref, only_other = ref.kept.keys() - other.kept.keys(), other.kept.keys() - ref.kept.keys()
+    differ = [k for k in both if ref.kept[k] != other.kept[k]]
+    agree = 1 - (len(only_ref) + len(only_other)) / ref.docs_in
+    why = Counter(f"kept by {ref.name} only, {other.name}: {reasons.get(k, '?')}" for k in only_ref)
     # On the as-is input these are the pages datatrove's reader dropped by its libmagic guess.
-    why.update(f"kept by curate only ({cu.name})" for k in only_cu)
-    return {"pages": dt.docs_in, "kept_datatrove": len(dt.kept), "kept_curate": len(cu.kept), "kept_both": len(both),
+    why.update(f"kept by {other.name} only" for k in only_other)
+    return {"pages": ref.docs_in, "kept_ref": len(ref.kept), "kept_other": len(other.kept), "kept_both": len(both),
             "agreement": agree, "texts_differ": len(differ), "reasons": dict(why.most_common()),
-            "differ_examples": sorted(differ)[:5], "only_curate_examples": sorted(only_cu)[:5]}
+            "differ_examples": sorted(differ)[:5], "only_other_examples": sorted(only_other)[:5]}
+
+
+def print_agreement(label: str, ref: Run, other: Run, agr: dict) -> None:
+    print(f"[{label}] {other.name} / {ref.name} documents/s {other.docs_per_s / ref.docs_per_s:.2f}x, "
+          f"steady state {other.steady_docs_per_s / ref.steady_docs_per_s:.2f}x; "
+          f"kept-set agreement {100 * agr['agreement']:.2f}% ({agr['kept_both']} kept by both, "
+          f"{agr['kept_ref']} {ref.name}, {agr['kept_other']} {other.name}), texts differ in {agr['texts_differ']}")
+    print(f"    disagreements: {agr['reasons'] or 'none'}")
+    if agr["texts_differ"] or agr["only_other_examples"]:
+        print(f"    examples: differ {agr['differ_examples']}, only {other.name} {agr['only_other_examples']}")
 
 
 def curate_reasons(work: Path, variant: str) -> dict[tuple[str, str], str]:
@@ -247,6 +319,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--inputs", choices=["cc-shaped", "as-is"], default="cc-shaped")
     ap.add_argument("--variants", default="prefilter,full", help="curate variants, comma-separated: prefilter,full,reuse,resiliparse,nodash")
+    ap.add_argument("--peers", default="datatrove", help="comma-separated: datatrove (always run: the reference), "
+                    "nemo (NeMo Curator in its own venv, see CURATE_NEMO_PYTHON)")
+    ap.add_argument("--nemo-extractor", choices=["same", "nemo"], default="same",
+                    help="same: trafilatura called as datatrove does; nemo: NeMo's own CommonCrawlHTMLExtractor")
+    ap.add_argument("--nemo-executor", choices=["ray-data", "xenna-batch", "xenna-streaming"], default="ray-data",
+                    help="ray-data: NeMo's RayDataExecutor; xenna-batch: NeMo's default executor in the mode it asks "
+                         "for on few cores (see nemo_job.py)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     datatrove_ready()
@@ -268,15 +347,20 @@ def main() -> None:
             cu = run_curate(input_dir, args.workers, root, docs_in, variant)
             runs.append(cu)
             results[variant] = (cu, agreement(dt, cu, curate_reasons(root, variant)))
+        nemo = None
+        if "nemo" in args.peers.split(","):
+            why_not = nemo_ready()
+            if why_not:
+                print(f"NeMo Curator peer skipped: {why_not}")
+            else:
+                load.append(os.getloadavg()[0])
+                nemo = run_nemo(input_dir, args.workers, root, docs_in, args.nemo_extractor, args.nemo_executor)
+                runs.append(nemo)
         print_runs(runs, load)
-        for variant, (cu, agr) in results.items():
-            print(f"[{args.inputs}] curate:{variant} / datatrove documents/s {cu.docs_per_s / dt.docs_per_s:.2f}x, "
-                  f"steady state {cu.steady_docs_per_s / dt.steady_docs_per_s:.2f}x; "
-                  f"kept-set agreement {100 * agr['agreement']:.2f}% ({agr['kept_both']} kept by both, "
-                  f"{agr['kept_datatrove']} datatrove, {agr['kept_curate']} curate), texts differ in {agr['texts_differ']}")
-            print(f"    disagreements: {agr['reasons'] or 'none'}")
-            if agr["texts_differ"] or agr["only_curate_examples"]:
-                print(f"    examples: differ {agr['differ_examples']}, only curate {agr['only_curate_examples']}")
+        for cu, agr in results.values():
+            print_agreement(args.inputs, dt, cu, agr)
+        if nemo is not None:
+            print_nemo(args.inputs, nemo, dt, results, root)
     finally:
         if args.keep:
             print(f"kept: {root}")
