@@ -45,10 +45,30 @@ _DATE = re.compile(r"\b(?:\d{1,2}\.\s?\d{1,2}\.\s?\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1
                    r"nov|dec)[a-z]*\.?\s+\d{1,2},\s+\d{4})", re.IGNORECASE)
 _URL_DATE = re.compile(r"/(?:19|20)\d{2}[/-]\d{1,2}(?:[/-]|$)")
 _WORD = re.compile(r"[^\W\d_]+(?:'[a-z]+)?", re.UNICODE)
+# Words that say "format" in German and English (the languages of most labelled pages), counted in
+# the URL path and the start of the text: the embedding of 128 word pieces misses most of them.
+FORMAT_CUES = {
+    "cue_press": r"pressemitteilung|pressemeldung|medienmitteilung|press release|communiqu|/presse?/",
+    "cue_opinion": r"\bkommentar|\bmeinung\b|\bkolumne|\bcolumn|\bopinion|\beditorial|\bessay|/comment/|/debatte/",
+    "cue_howto": r"\banleitung|schritt für schritt|step by step|\bhow to\b|\bso geht|\btipps?\b|\btips?\b|tutorial|ratgeber",
+    "cue_ads": r"\banzeige\b|\bwerbung\b|affiliate|gutschein|\brabatt|\bdeals?\b|sponsored|\bcoupon|\bgratis\b",
+    "cue_listicle": r"\btop[ -]?\d+\b|\b\d+ (?:besten|best|ideen|ideas|tipps|tips|things|gründe|reasons|must)",
+    "cue_review": r"\bim test\b|\btest(?:bericht|ed by)?\b|\breview|\brezension|\bfazit\b|\bverdict|\bbewertung|\brated\b",
+    "cue_definition": r"\bversteht man\b|\bbezeichnet\b|\brefers to\b|\bis defined\b|\bwas ist\b|\bwhat is\b",
+    "cue_shop": r"warenkorb|add to cart|jetzt kaufen|buy now|\bversand|shipping|mwst|lieferzeit|\bbestellen\b|in stock",
+    "cue_forum": r"\bantworten\b|\breply\b|\bzitat\b|\bthread\b|\bregistriert|\bjoined\b|\bbeiträge\b|\bposts?:",
+    "cue_about": r"über uns|about us|\bunser team|\bour team|\bwir sind\b|\bwe are\b|\bmission\b|\bgegründet|\bfounded",
+    "cue_legal": r"impressum|datenschutz|privacy|terms of|\bagb\b|haftung|disclaimer|cookies?\b",
+    "cue_faq": r"\bfaq\b|häufig gestellte|frequently asked|\bfragen und antworten",
+}
+_FORMAT_CUES = [re.compile(p, re.IGNORECASE) for p in FORMAT_CUES.values()]
+_SPEAKER_LINE = re.compile(r"^\s*[A-ZÄÖÜ][\w.\- ]{1,25}:\s")  # "Host: ..." "Frage: ..." in transcripts and interviews
+CUE_CHARS = 2000
 STRUCTURE_NAMES = (
     "log_chars", "log_lines", "list_lines", "table_lines", "short_lines", "digits", "questions", "exclamations",
     "first_singular", "first_plural", "second_person", "quotes", "prices", "code_chars", "date_at_start",
-    "url_depth", "url_date", "url_digits", "url_is_root", "url_unknown",
+    "url_depth", "url_date", "url_digits", "url_is_root", "url_unknown", "question_lines", "speaker_lines",
+    *FORMAT_CUES,
 )
 STRUCTURE_WIDTH = len(STRUCTURE_NAMES) + URL_BUCKETS
 
@@ -86,7 +106,11 @@ def structure_features(text: str | None, url: str | None) -> np.ndarray:
         float(len(segments)), float(bool(_URL_DATE.search(path))),
         sum(c.isdigit() for c in path) / max(len(path), 1),
         float(bool(url) and not segments and "unknown.invalid" not in url), float(not url or "unknown.invalid" in url),
+        sum(l.rstrip().endswith("?") for l in lines) / len(lines),
+        sum(bool(_SPEAKER_LINE.match(l)) for l in lines) / len(lines),
     ]
+    cue_text = path + " " + t[:CUE_CHARS]
+    values += [np.log1p(len(cue.findall(cue_text))) for cue in _FORMAT_CUES]
     buckets = np.zeros(URL_BUCKETS)
     for word in re.split(r"[^a-zäöüß]+", path):
         if len(word) > 1:
