@@ -1,6 +1,6 @@
 """Memory flat in input size, and per-document throughput on 1 vs 2 CPUs.
 
-    .venv/bin/python benchmarks/bench_memory.py memory [--copies 1,8] [--cpus 2] [--engine resiliparse] [--no-dedup]
+    .venv/bin/python benchmarks/bench_memory.py memory [--copies 1,8] [--cpus 2] [--engine resiliparse] [--no-dedup] [--object-store-mb N]
     .venv/bin/python benchmarks/bench_memory.py throughput [--copies 4] [--cpus 1,2] [--engine trafilatura]
 
 Input: `--copies` copies of ../shared/data/real-pages.warc.gz (388 pages) as separate files,
@@ -13,7 +13,7 @@ driver's RSS, the largest Ray worker's RSS (any process titled `ray::...` below 
 and the object store's use (Ray's own memory summary). Goal: 8x within 1.3x of 1x for all three.
 
 `throughput`: the per-document phase (read, extract, filters, PII; no dedup) on `--cpus` CPUs
-of this node. Start-up (process start to the first part file: imports, Ray, actor start, the
+of this node, each run pinned (taskset) to that many cores. Start-up (process start to the first part file: imports, Ray, actor start, the
 first batch) is reported apart; steady state is the documents written after the first part
 file over the time between the first and the last part file. Goal: >= 1.7x from 1 to 2 CPUs.
 
@@ -68,12 +68,13 @@ def build_inputs(folder: Path, copies: int) -> Path:
     return folder
 
 
-def config(inputs: Path, out: Path, num_cpus: int, dedup: bool, engine: str) -> dict:
+def config(inputs: Path, out: Path, num_cpus: int, dedup: bool, engine: str, store_mb: int | None) -> dict:
     return {
         "input": {"source": "local", "paths": [str(inputs / "*.warc.gz")]},
         "output": {"path": str(out), "rows_per_shard": 1000},
-        "ray": {"num_cpus": num_cpus, "dashboard_port": 0},
-        "extract": {"engine": engine, "timeout_s": 10},
+        "ray": {"num_cpus": num_cpus, "dashboard_port": 0, "per_document_object_store_mb": store_mb},
+        # Every copy repeats the first one's payloads, which a crawl does not: no digest reuse.
+        "extract": {"engine": engine, "timeout_s": 10, "reuse_by_digest": False},
         "dedup": {"exact": {"enabled": dedup}, "minhash": {"enabled": dedup}},
     }
 
@@ -139,7 +140,7 @@ def child(args: argparse.Namespace) -> None:
     from curate.config import parse_config
     from curate.pipeline.runner import Runner
 
-    cfg = parse_config(config(Path(args.inputs), Path(args.out), args.num_cpus, args.dedup, args.engine))
+    cfg = parse_config(config(Path(args.inputs), Path(args.out), args.num_cpus, args.dedup, args.engine, args.object_store_mb))
     session.start(cfg.ray)
     result = Runner(cfg).run(num_cpus=args.num_cpus)
     sampler.stop.set()
@@ -159,13 +160,18 @@ def child(args: argparse.Namespace) -> None:
     }, open(args.result, "w"))
 
 
-def run_child(inputs: Path, num_cpus: int, dedup: bool, engine: str, work: Path) -> dict:
+def run_child(inputs: Path, num_cpus: int, dedup: bool, engine: str, work: Path, store_mb: int | None) -> dict:
     out, result = work / f"out-{uuid.uuid4().hex[:6]}", work / f"result-{uuid.uuid4().hex[:6]}.json"
     cmd = [sys.executable, __file__, "child", "--inputs", str(inputs), "--out", str(out), "--num-cpus", str(num_cpus),
            "--result", str(result), "--t0", str(time.time()), "--engine", engine] + (["--dedup"] if dedup else [])
+    cmd += ["--object-store-mb", str(store_mb)] if store_mb else []
     log = work / f"{out.name}.log"
     with open(log, "wb") as fh:
-        proc = subprocess.run(["nice", "-n", "5", *cmd], stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
+        # The whole run (driver, Ray's own processes, readers, extraction children) on its own
+        # `num_cpus` cores: "1 CPU" is one core for everything, not one core of actors plus a
+        # second core for everything else.
+        pin = ["taskset", "-c", f"0-{num_cpus - 1}"] if num_cpus <= (os.cpu_count() or 1) else []
+        proc = subprocess.run([*pin, *cmd], stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
     if proc.returncode != 0:
         raise SystemExit(f"run failed (rc={proc.returncode}); {log}:\n{log.read_text(errors='replace')[-3000:]}")
     return json.loads(result.read_text())
@@ -186,7 +192,7 @@ def memory(args: argparse.Namespace, work: Path) -> None:
     copies = [int(c) for c in args.copies.split(",")]
     results = {}
     for c in copies:
-        r = run_child(build_inputs(work / f"in-{c}", c), int(args.cpus.split(",")[0]), not args.no_dedup, args.engine, work)
+        r = run_child(build_inputs(work / f"in-{c}", c), int(args.cpus.split(",")[0]), not args.no_dedup, args.engine, work, args.object_store_mb)
         results[c] = r
         print(f"{c}x ({r['docs']} docs, {r['wall_s']:.0f} s): driver {_mib(r['driver_rss'])}, largest worker "
               f"{_mib(r['worker_rss'])} ({r['worker_name']}; {_mib(r['worker_private'])} not shared), "
@@ -201,7 +207,7 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     inputs = build_inputs(work / f"in-{args.copies}", int(args.copies))
     rates = {}
     for n in [int(c) for c in args.cpus.split(",")]:
-        r = run_child(inputs, n, False, args.engine, work)
+        r = run_child(inputs, n, False, args.engine, work, args.object_store_mb)
         rates[n] = r["steady_docs"] / max(r["steady_s"], 1e-9)
         print(f"{n} CPU: {r['docs']} docs, wall {r['wall_s']:.1f} s, start-up {r['startup_s']:.1f} s, per-document phase "
               f"{r['per_document_s']:.1f} s, steady {rates[n]:.1f} docs/s ({r['steady_docs']} docs in {r['steady_s']:.1f} s, "
@@ -220,6 +226,7 @@ def main() -> None:
     ap.add_argument("--engine", default=None, help="extract.engine (default: resiliparse for memory, to keep an 8x run short; "
                     "trafilatura, the real cost, for throughput)")
     # child only
+    ap.add_argument("--object-store-mb", type=int, default=None, help="ray.per_document_object_store_mb (default: the runner's)")
     ap.add_argument("--inputs")
     ap.add_argument("--out")
     ap.add_argument("--result")

@@ -125,6 +125,11 @@ class RayConfig(StrictModel):
         description="documents per batch through extraction and filters; small batches (~2 s of trafilatura) keep every actor busy to the end",
     )
     object_store_memory_gb: float | None = Field(None, gt=0)
+    per_document_object_store_mb: int | None = Field(
+        None, ge=16,
+        description="object-store budget of the per-document phase (blocks between reading and the last pool), constant in "
+        "input size; default 64 MiB per CPU, at least 128 MiB (below ~64 MiB the readers stall extraction)",
+    )
 
     @field_validator("dashboard_auth", mode="before")
     @classmethod

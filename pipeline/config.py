@@ -20,6 +20,10 @@ class ExtractConfig(StrictModel):
         True, description="a record whose WARC-Payload-Digest (and size, charset) this actor already extracted reuses that result"
     )
     reuse_cache_entries: int = Field(4096, ge=1, description="results kept per actor for reuse_by_digest (least recently used go first)")
+    fast_prune: bool = Field(
+        True, json_schema_extra={"output_neutral": True},
+        description="evaluate trafilatura's pruning XPaths in Python (pipeline/fast_prune.py): the same text, ~1.35x faster",
+    )
     repair_mojibake: bool = Field(True, description="repair UTF-8 read as Latin-1/cp1252 in the text (schÃ¶n -> schön, ftfy); counted")
 
 

@@ -201,6 +201,10 @@ def serve() -> None:
     """Child main: the config (JSON), then pages in on stdin; results out on the original stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     cfg = ExtractConfig.model_validate_json(_recv(0) or b"{}")
+    if cfg.engine == "trafilatura" and cfg.fast_prune:
+        from curate.pipeline import fast_prune
+
+        fast_prune.install()  # process-wide, which is why only this child does it
     out = os.dup(1)
     os.dup2(2, 1)  # a stray print() in a library must not corrupt the protocol
     extract = _engine(cfg)
@@ -218,25 +222,34 @@ class ExtractionProcess:
     def __init__(self, cfg: ExtractConfig) -> None:
         self.cfg = cfg
         self.proc: subprocess.Popen | None = None
+        self.ready = False
         self.starts = 0
 
-    def _start(self) -> None:
+    def spawn(self) -> None:
+        """Start a child without waiting for it: it imports its engine while the caller goes on."""
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from curate.pipeline.extract import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
         )
         self.starts += 1
+        self.ready = False
         # The engine's own settings (the registry's section class adds `resources`, and is built at
         # run time, so it cannot be pickled by reference).
         settings = self.cfg.model_dump(include=set(ExtractConfig.model_fields))
         _send(self.proc.stdin.fileno(), json.dumps(settings).encode())
+
+    def _wait_ready(self) -> None:
         # The clock of the first page starts once the child is ready, not while it imports.
+        assert self.proc is not None
         if _recv(self.proc.stdout.fileno(), time.monotonic() + self.START_TIMEOUT_S) != b"ready":
             raise RuntimeError("the extraction process did not start")
+        self.ready = True
 
     def run(self, payload: bytes, header_charset: str | None) -> tuple[str | None, str | None, str | None, dict[str, int]]:
         if self.proc is None or self.proc.poll() is not None:
-            self._start()
+            self.spawn()
+        if not self.ready:
+            self._wait_ready()
         assert self.proc is not None
         msg = pickle.dumps((payload, header_charset), protocol=pickle.HIGHEST_PROTOCOL)
         try:
@@ -268,6 +281,8 @@ class Extract(Stage):
     def __init__(self, cfg: ExtractConfig) -> None:
         self.cfg = cfg
         self.child = ExtractionProcess(cfg)
+        # trafilatura's import (~1.5 s) overlaps the rest of the actor's start and the first read.
+        self.child.spawn()
         self.counts = {"timeouts": 0, "errors": 0, "extracted": 0, "reused": 0,
                        "invalid_utf8_pages": 0, "invalid_utf8_sequences": 0, "mojibake_repaired": 0}
         self._done: OrderedDict[tuple, tuple[str | None, str | None, str | None]] = OrderedDict()

@@ -41,9 +41,14 @@ def _digest(*parts: Any) -> str:
 
 
 def stage_settings(cfg: Any, entry: registry.Entry) -> dict[str, Any]:
-    """What decides a stage's output: its section (not the resources an actor reserves) and
-    the settings its group shares among its stages (e.g. `dedup.rows_per_partition`)."""
-    section = registry.section_of(cfg, entry).model_dump(mode="json", exclude={"resources"})
+    """What decides a stage's output: its section (not the resources an actor reserves, nor
+    output-neutral fields) and the settings its group shares among its stages (e.g.
+    `dedup.rows_per_partition`)."""
+    section_cfg = registry.section_of(cfg, entry)
+    # Fields marked output-neutral (e.g. extract.fast_prune: the same text, faster) change no row.
+    neutral = {name for name, f in type(section_cfg).model_fields.items()
+               if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("output_neutral")}
+    section = section_cfg.model_dump(mode="json", exclude={"resources"} | neutral)
     shared: dict[str, Any] = {}
     if entry.group is not None:
         stage_keys = {e.key for e in registry.ENTRIES if e.group == entry.group}

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate import schema
-from curate.config import Config
+from curate.config import Config, RayConfig
 from curate.pipeline.domain_counts import DomainCounts
 from curate.pipeline.progress import RunProgress
 from curate.pipeline.resume import (
@@ -334,8 +334,19 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
 PART_STATS_KEY = b"curate.stage_stats"
 # Largest block handed from reading to extraction (a reader batch is ~64 pages, a few MiB).
 READ_BLOCK_BYTES = 8 << 20
-# Object store budget of the per-document phase, per CPU: a few blocks in flight per actor.
-PER_DOC_OBJECT_STORE_PER_CPU = 32 << 20
+# Object-store budget of the per-document phase (ray.per_document_object_store_mb overrides it):
+# enough blocks in flight that no actor waits for the readers (a reader holds one input file's
+# blocks). Measured (bench_memory.py throughput): 32 MiB in all starved one extraction actor
+# (10 docs/s against 24-26 at 64-256 MiB); two actors ran as fast at 128 MiB as at 256.
+PER_DOC_OBJECT_STORE_PER_CPU = 64 << 20
+PER_DOC_OBJECT_STORE_MIN = 128 << 20
+
+
+def per_document_object_store_budget(cfg: RayConfig, num_cpus: int) -> int:
+    """Bytes of object store the per-document phase may hold: constant in input size."""
+    if cfg.per_document_object_store_mb is not None:
+        return cfg.per_document_object_store_mb << 20
+    return max(PER_DOC_OBJECT_STORE_MIN, PER_DOC_OBJECT_STORE_PER_CPU * num_cpus)
 # How long a pool's actors may take to start (load their models) before the run fails.
 ACTOR_START_TIMEOUT_S = 600
 
@@ -518,9 +529,9 @@ class Runner:
         ds.context.target_max_block_size = READ_BLOCK_BYTES
         # The readers hold no CPU, so without a budget they read every input ahead of extraction
         # into the object store (its peak grew with the input: 61 MiB at 1x, 494 MiB at 8x).
-        # A budget per CPU keeps it flat in input size; Ray Data then pauses the readers.
+        # A fixed budget keeps it flat in input size; Ray Data then pauses the readers.
         limits = ds.context.execution_options.resource_limits
-        ds.context.execution_options.resource_limits = limits.copy(object_store_memory=PER_DOC_OBJECT_STORE_PER_CPU * num_cpus)
+        ds.context.execution_options.resource_limits = limits.copy(object_store_memory=per_document_object_store_budget(self.cfg.ray, num_cpus))
         # Every actor of a fixed pool is up before the first batch is handed out: otherwise the
         # actor that starts first (on a cluster, often on one node) takes the whole of a small run.
         # Not on a redo after a lost worker: the lost attempt's actors may still hold their CPUs
