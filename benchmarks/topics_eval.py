@@ -31,9 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 from curate.classifiers.topics import TopicsConfig, build_labeller
-from curate.classifiers.topics_head import load_training_pages, macro_f1
-from curate.config import ExtractConfig
-from curate.pipeline.extract import Extract
+from curate.classifiers.topics_head import labelled_page_extractor, load_training_pages, macro_f1
 
 EVAL_TSV = Path(__file__).resolve().parent / "data" / "topics_eval.tsv"
 HELDOUT2_TSV = EVAL_TSV.with_name("topics_eval_heldout2.tsv")
@@ -45,7 +43,7 @@ def load_eval_set(data: Path, split: str = "all", with_text: bool = True) -> lis
     """Rows of the evaluation set, with their extracted `text` unless `with_text` is false."""
     if split == "heldout2":
         return load_heldout2(data, with_text)
-    extract = Extract(ExtractConfig())
+    extract = labelled_page_extractor()
     rows = []
     with EVAL_TSV.open(newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh, delimiter="\t"):

@@ -24,9 +24,7 @@ import json
 import random
 from pathlib import Path
 
-from curate.classifiers.topics_head import site_of
-from curate.config import ExtractConfig
-from curate.pipeline.extract import Extract
+from curate.classifiers.topics_head import labelled_page_extractor, site_of
 
 SEED = 20261202
 PAGES = 85
@@ -42,7 +40,7 @@ def unused_pages(data: Path, used: set[str], used_urls: set[str], eval_sites: se
     characters."""
     from warcio.archiveiterator import ArchiveIterator
 
-    extract = Extract(ExtractConfig())
+    extract = labelled_page_extractor()
     found = []
 
     def consider(source: str, url: str, text: str | None) -> None:

@@ -222,15 +222,22 @@ def _warc_texts(path: Path, extract) -> dict[str, str]:
     return out
 
 
+def labelled_page_extractor():
+    """The pipeline's Extract stage for labelled pages, without its per-page time limit in
+    practice: a page dropped because a busy machine was slow would change what a head learns
+    from or is scored on, and `curate topics train` must rebuild the same head anywhere."""
+    from curate.config import ExtractConfig
+    from curate.pipeline.extract import Extract
+
+    return Extract(ExtractConfig(timeout_s=3600))
+
+
 def load_training_pages(data: Path, tsv: Path = TRAIN_TSV) -> list[TrainingPage]:
     """The labelled training pages with their text, extracted here by the pipeline's Extract stage.
     `source` is `extraction/<page>.html.gz` (a page file), `warc/<file>#<target URI>` (a WARC
     response), `cc-text/<file>#<id>` (a JSONL document of Common Crawl text) or
     `wikipedia/<file>#<id>` (a Wikipedia article's plain text)."""
-    from curate.config import ExtractConfig
-    from curate.pipeline.extract import Extract
-
-    extract = Extract(ExtractConfig())
+    extract = labelled_page_extractor()
     with tsv.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     containers: dict[str, dict[str, str]] = {}
