@@ -90,36 +90,45 @@ def test_every_active_document_gets_a_topic_and_a_format_of_the_taxonomy(labelle
     assert max(formats, key=lambda r: r["counts"])["values"] not in ("Product Page", "Spam / Ads")
 
 
-def test_labeller_beats_the_majority_class_on_the_held_out_pages(shared_data):
-    from topics_eval import evaluate, load_eval_set
+def test_labeller_beats_the_majority_class_by_a_clear_margin_on_the_fresh_held_out_pages(shared_data):
+    """The bar of `topics_eval.py`, fixed before heldout2 was first run: on each axis accuracy and
+    macro-F1 at least CLEAR_MARGIN (0.10) above the stricter majority class."""
+    from topics_eval import CLEAR_MARGIN, evaluate, load_eval_set, meets_bar
 
-    held = load_eval_set(shared_data, "heldout")
+    held = load_eval_set(shared_data, "heldout2")
+    assert len(held) >= 80
     result = evaluate(held, TopicsConfig(enabled=True), load_eval_set(shared_data, "dev", with_text=False))
-    topic, fmt = result["topic"], result["format"]
-    assert topic["labeller"]["accuracy"] >= 2 * topic["majority"]["accuracy"]
-    assert topic["labeller"]["macro_f1"] >= 10 * topic["majority"]["macro_f1"]
-    # Format: macro-F1 well above the majority class; accuracy above it, by a small margin only
-    # (0.486 vs 0.429 when measured: 4 pages of 70; see README).
-    assert fmt["labeller"]["macro_f1"] >= 2 * fmt["majority"]["macro_f1"]
-    assert fmt["labeller"]["accuracy"] > fmt["majority"]["accuracy"]
+    assert CLEAR_MARGIN == 0.10
+    assert meets_bar(result) == {"topic": True, "format": True}, result
 
 
-def test_training_pages_share_no_page_and_no_site_with_the_evaluation_set():
-    from topics_eval import EVAL_TSV
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def test_training_pages_share_no_page_and_no_site_with_the_held_out_pages():
+    from topics_eval import EVAL_TSV, HELDOUT2_TSV
 
     from curate.classifiers.topics_head import TRAIN_TSV, site_of
 
-    def rows(path):
-        with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh, delimiter="\t"))
-
-    train, evaluation = rows(TRAIN_TSV), rows(EVAL_TSV)
-    assert len(train) >= 250
-    eval_pages = {"extraction/" + r["source_path"] for r in evaluation}
-    assert not eval_pages & {r["source"] for r in train}
-    assert not {site_of(r["url"], r["source_path"]) for r in evaluation} & {site_of(r["url"], r["source"]) for r in train}
+    train, evaluation, heldout2 = _rows(TRAIN_TSV), _rows(EVAL_TSV), _rows(HELDOUT2_TSV)
+    assert len(train) >= 600 and len(heldout2) >= 80
+    train_sites = {site_of(r["url"], r["source"]) for r in train}
+    eval_sites = {split: {site_of(r["url"], "extraction/" + r["source_path"]) for r in evaluation if r["split"] == split}
+                  for split in ("dev", "heldout")}
+    heldout2_sites = {site_of(r["url"], r["source"]) for r in heldout2}
+    assert not {"extraction/" + r["source_path"] for r in evaluation} & {r["source"] for r in train}
+    assert not {r["source"] for r in heldout2} & {r["source"] for r in train}
+    urls = lambda rows: {r["url"] for r in rows if r["url"]}  # noqa: E731 (pages without a URL have "")
+    assert not urls(heldout2) & (urls(train) | urls(evaluation))
+    assert not (eval_sites["heldout"] | heldout2_sites) & train_sites
+    assert not heldout2_sites & (eval_sites["dev"] | eval_sites["heldout"])
+    # the one exception: the Wikipedia articles of the topic head share wikipedia.org with one dev page
+    assert eval_sites["dev"] & train_sites == {"wikipedia.org"}
     tax = load_taxonomy()
-    assert {r["topic"] for r in train} <= set(tax.topics) and {r["format"] for r in train} <= set(tax.formats)
+    for rows in (train, heldout2):
+        assert {r["topic"] for r in rows} <= set(tax.topics) and {r["format"] for r in rows} <= set(tax.formats)
 
 
 @pytest.fixture(scope="module")
