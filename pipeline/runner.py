@@ -340,6 +340,8 @@ READ_BLOCK_BYTES = 8 << 20
 # (10 docs/s against 24-26 at 64-256 MiB); two actors ran as fast at 128 MiB as at 256.
 PER_DOC_OBJECT_STORE_PER_CPU = 64 << 20
 PER_DOC_OBJECT_STORE_MIN = 128 << 20
+# How long a pool's actors may take to start (load their models) before the run fails.
+ACTOR_START_TIMEOUT_S = 600
 
 
 def per_document_object_store_budget(cfg: RayConfig, num_cpus: int) -> int:
@@ -347,8 +349,6 @@ def per_document_object_store_budget(cfg: RayConfig, num_cpus: int) -> int:
     if cfg.per_document_object_store_mb is not None:
         return cfg.per_document_object_store_mb << 20
     return max(PER_DOC_OBJECT_STORE_MIN, PER_DOC_OBJECT_STORE_PER_CPU * num_cpus)
-# How long a pool's actors may take to start (load their models) before the run fails.
-ACTOR_START_TIMEOUT_S = 600
 
 
 def write_part(part: pa.Table, folder: Path | str, compression: str, report: dict, run_schema: pa.Schema = schema.DOC_SCHEMA,
