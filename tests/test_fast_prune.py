@@ -13,13 +13,12 @@ from hypothesis import strategies as st
 from lxml import etree, html
 from trafilatura import xpaths
 
-from curate.config import ReadConfig, parse_config
+from curate.config import parse_config
 from curate.pipeline import fast_prune
 from curate.pipeline.config import ExtractConfig
 from curate.pipeline.extract import decode_html, trafilatura_kwargs
 from curate.pipeline.resume import document_fingerprints
-from curate.pipeline.sources import InputFile
-from curate.pipeline.warc import ReadReport, WarcReader
+from warc_rows import read_raw
 
 SETTINGS = trafilatura_kwargs(ExtractConfig())
 
@@ -27,11 +26,9 @@ SETTINGS = trafilatura_kwargs(ExtractConfig())
 @pytest.fixture(scope="module")
 def real_pages(shared_data) -> list[str]:
     """A seeded sample of the real pages, decoded as the extraction child decodes them."""
-    warc = shared_data / "real-pages.warc.gz"
-    rows = []
-    for block in WarcReader(ReadConfig()).read(InputFile(str(warc)), open(warc, "rb"), ReadReport(str(warc))):
-        rows += [decode_html(h, c)[0] for h, c in zip(block.column("raw_html").to_pylist(), block.column("charset").to_pylist()) if h]
-    return random.Random(7).sample(rows, 80)
+    raw = read_raw(shared_data / "real-pages.warc.gz")
+    pages = [decode_html(h, c)[0] for h, c in zip(raw.column("raw_html").to_pylist(), raw.column("charset").to_pylist()) if h]
+    return random.Random(7).sample(pages, 80)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import yaml
 from curate.pipeline.config import ExtractConfig
 from curate.pipeline.extract import trafilatura_kwargs
 from curate.pipeline.runner import PART_STATS_KEY
+from warc_rows import read_raw
 
 # What `extract: {engine: trafilatura}` means, as a direct call: precision settings, plain text,
 # no metadata, and no cross-document dedup cache (the text of a page depends on that page alone).
@@ -127,14 +128,7 @@ def test_curate_run_extracts_like_trafilatura_on_real_pages(ray_session, shared_
 
 def test_warc_payloads_are_the_page_files(shared_data):
     """The comparison above feeds trafilatura the page files: they are the WARC payloads, byte for byte."""
-    from curate.config import ReadConfig
-    from curate.pipeline.sources import InputFile
-    from curate.pipeline.warc import ReadReport, WarcReader
-
-    path = shared_data / "real-pages.warc.gz"
-    with open(path, "rb") as f:
-        rows = [r for b in WarcReader(ReadConfig()).read(InputFile(str(path)), f, ReadReport(str(path)))
-                for r in b.to_pylist()]
+    rows = read_raw(shared_data / "real-pages.warc.gz").to_pylist()
     index = [line.split("\t") for line in (shared_data / "real-pages.index.tsv").read_text().splitlines()[1:]]
     aeb = [(row, i) for row, i in zip(rows, index) if i[2].startswith("aeb/")]
     assert len(aeb) == 91

@@ -6,9 +6,7 @@ e-mail address in a URL never reaches the `url` column."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate import schema
@@ -19,20 +17,15 @@ from curate.pipeline.extract import Extract
 from curate.pipeline.shards import plan_shards, write_shard
 from curate.pipeline.sources import InputFile
 from curate.pipeline.warc import ReadReport, WarcReader, redact_url_emails
+from warc_rows import read_raw
 
 MAIL = "Write to jane.roe@example.org for the minutes."
-
-
-def real_rows(path: Path) -> pa.Table:
-    report = ReadReport(str(path))
-    with open(path, "rb") as fh:
-        return pa.concat_tables(WarcReader(ReadConfig()).read(InputFile(str(path)), fh, report))
 
 
 def test_shards_and_rejected_load_with_datasets(shared_data, tmp_path):
     import datasets
 
-    raw = real_rows(shared_data / "warc/dolma-wget/sample-0000.warc.gz")
+    raw = read_raw(shared_data / "warc/dolma-wget/sample-0000.warc.gz")
     docs = Extract(ExtractConfig())(raw)
     # Two kept pages get an address in their text; two others are dropped before PII (as a
     # language filter would) with one in theirs.

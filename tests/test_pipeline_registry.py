@@ -15,6 +15,7 @@ from curate.config import ConfigError, parse_config
 from curate.pipeline import registry
 from curate.pipeline.runner import PART_STATS_KEY, Runner, StageGroup, _new_drops, plan_pools
 from curate.pipeline.stage import Resources, Stage
+from warc_rows import read_raw
 
 
 def _cfg(tmp: Path | str = "out", inputs: list[str] | None = None, **sections) -> object:
@@ -88,13 +89,10 @@ def test_stages_with_equal_resources_fuse_and_others_get_their_own_pool():
 def test_an_earlier_pool_hands_its_stage_reports_on_with_the_rows(shared_data, tmp_path):
     """Two groups in one process, as two pools would run them: the part's footer holds every
     stage's report, each batch's reports summed, whichever way the rows were split between them."""
-    from curate.pipeline.sources import InputFile
-    from curate.pipeline.warc import ReadReport, WarcReader
 
     cfg = _cfg(inputs=[str(shared_data / "warc/dolma-wget/sample-0000.warc.gz")])
     path = shared_data / "warc/dolma-wget/sample-0000.warc.gz"
-    with open(path, "rb") as f:
-        raw = pa.concat_tables(list(WarcReader(cfg.read).read(InputFile(str(path), None), f, ReadReport(str(path)))))
+    raw = read_raw(path, cfg.read)
     sections = [s for s, _ in registry.document_resources(cfg)]
     run_schema = registry.run_schema(cfg)
     first = StageGroup(cfg, sections[:3], None, run_schema)

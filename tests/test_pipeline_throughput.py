@@ -17,22 +17,16 @@ from curate.filters.lang_prefilter import LanguagePrefilter
 from curate.pipeline import registry
 from curate.pipeline.extract import Extract
 from curate.pipeline.runner import StageGroup
-from curate.pipeline.sources import InputFile
-from curate.pipeline.warc import ReadReport, WarcReader
+from warc_rows import read_raw
 
 
 def _cfg(**sections):
     return parse_config({"input": {"paths": ["x.warc.gz"]}, "output": {"path": "out"}, **sections})
 
 
-def _read(path: Path, cfg) -> pa.Table:
-    with open(path, "rb") as f:
-        return pa.concat_tables(list(WarcReader(cfg.read).read(InputFile(str(path), None), f, ReadReport(str(path)))))
-
-
 @pytest.fixture(scope="module")
 def real_pages(shared_data: Path) -> pa.Table:
-    return _read(shared_data / "real-pages.warc.gz", _cfg())
+    return read_raw(shared_data / "real-pages.warc.gz", _cfg().read)
 
 
 @pytest.mark.parametrize("backend", ["cld2", "fasttext"])
@@ -73,7 +67,7 @@ def test_url_filter_before_extraction_keeps_and_drops_the_same_rows_as_after(sha
     path = shared_data / "warc/dolma-wget/sample-0000.warc.gz"
     # block two of the real sites in that crawl, one by domain, one by a banned word in its URLs
     cfg = _cfg(filters={"url": {"domains": ["semanticscholar.org"], "banned_words": ["lineage", "mastodon"]}, "language": {"prefilter": False}})
-    raw = _read(path, cfg)
+    raw = read_raw(path, cfg.read)
     run_schema = registry.run_schema(cfg)
     before = StageGroup(cfg, ["filters.url", "extract"], None, run_schema)(raw)
     after = StageGroup(cfg, ["extract", "filters.url"], None, run_schema)(raw)
@@ -90,14 +84,14 @@ def test_url_filter_before_extraction_keeps_and_drops_the_same_rows_as_after(sha
 
 
 def test_the_reader_keeps_each_pages_payload_digest(shared_data):
-    raw = _read(shared_data / "warc/dolma-wget/sample-0000.warc.gz", _cfg())
+    raw = read_raw(shared_data / "warc/dolma-wget/sample-0000.warc.gz", _cfg().read)
     with_page = raw.filter(pa.compute.is_valid(raw.column(schema.RAW_HTML)))
     digests = with_page.column(schema.PAYLOAD_DIGEST).to_pylist()
     assert with_page.num_rows > 0 and all(d and d.startswith("sha1:") for d in digests)
 
 
 def test_a_payload_extracted_before_is_reused_with_identical_rows(shared_data):
-    raw = _read(shared_data / "warc/dolma-wget/sample-0000.warc.gz", _cfg())
+    raw = read_raw(shared_data / "warc/dolma-wget/sample-0000.warc.gz", _cfg().read)
     twice = pa.concat_tables([raw, raw])  # every page seen a second time, as a re-crawl would
     fresh = Extract(_cfg(extract={"reuse_by_digest": False}).extract)(twice)
     reusing = Extract(_cfg().extract)
