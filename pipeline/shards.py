@@ -105,14 +105,23 @@ class ShardPlan:
     ids_made_distinct: int = 0  # rows that got a derived id because another row had theirs
 
 
-class _Calls:
-    """Runs the planning steps as Ray tasks in a Ray session, else in this process (a plan
-    made in a test or a tool without a cluster): same functions, same results."""
+# Below these sizes the plan is made and the shards are written in the driver, not in Ray
+# tasks: once the per-document actors are gone a task starts on a cold worker, which costs ~1.5 s
+# of process start and imports per worker (3 s for two on 2 CPUs), far more than summarizing a
+# few part files or writing a few thousand rows takes in the driver (~0.2 s for 3,000 rows).
+# The limits are constants, so what the driver holds stays bounded whatever the input size.
+INLINE_MAX_FILES = 16
+INLINE_MAX_ROWS = 5_000
 
-    def __init__(self) -> None:
+
+class _Calls:
+    """Runs the planning steps as Ray tasks in a Ray session, else (or `inline`) in this
+    process: same functions, same results."""
+
+    def __init__(self, inline: bool = False) -> None:
         import ray
 
-        self.ray = ray if ray.is_initialized() else None
+        self.ray = ray if ray.is_initialized() and not inline else None
         self._remote: dict[Callable, Any] = {}
 
     def submit(self, fn: Callable, *args: Any, num_returns: int = 1) -> Any:
@@ -259,7 +268,7 @@ def plan_shards(files: Sequence[str], out: Path | str, rows_per_shard: int, comp
     own (kept rows); `redact_rejected`: the PII settings to apply to rejected rows that never
     reached the PII stage."""
     out = str(out)
-    calls = _Calls()
+    calls = _Calls(inline=len(files) <= INLINE_MAX_FILES)
     buckets = max(1, min(ID_BUCKETS_MAX, ceil(len(files) / FILES_PER_ID_BUCKET)))
     summaries = [calls.submit(_summarize, i, f, partition_by, buckets, storage, num_returns=1 + buckets)
                  for i, f in enumerate(files)]
@@ -408,9 +417,17 @@ def _redact_unredacted(table: pa.Table, cfg: PiiConfig) -> pa.Table:
 
 
 def write_shards(specs: Sequence[ShardSpec], on_done: Callable[[dict], None] | None = None) -> list[dict]:
-    """Write every shard as a Ray task (one CPU each); results in spec order."""
+    """Write every shard as a Ray task (one CPU each), or in this process when they are few
+    rows or no Ray session is up; results in spec order."""
     import ray
 
+    if not ray.is_initialized() or sum(seg.hi - seg.lo for s in specs for seg in s.segments) <= INLINE_MAX_ROWS:
+        results = []
+        for s in specs:
+            results.append(entry := write_shard(s))
+            if on_done is not None:
+                on_done(entry)
+        return results
     task = ray.remote(num_cpus=1, max_retries=3)(write_shard)
     pending = {task.remote(s): i for i, s in enumerate(specs)}
     results: list[dict | None] = [None] * len(specs)

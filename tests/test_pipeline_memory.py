@@ -1,6 +1,6 @@
-"""Memory flat in input size: the shard planner's driver never reads a row (the counting runs
-in Ray tasks, and what it keeps is a few segments per input), and per-domain counts are
-bounded whatever the number of domains."""
+"""Memory flat in input size: past a few files the shard planner's driver never reads a row
+(the counting runs in Ray tasks, and what it keeps is a few segments per input), and per-domain
+counts are bounded whatever the number of domains."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def test_the_plan_reads_no_row_on_the_driver_and_keeps_segments_not_rows(ray_ses
     def no_reading(*args, **kwargs):
         raise AssertionError("the driver read a Parquet file's rows")
 
+    monkeypatch.setattr(shards, "INLINE_MAX_FILES", 3)  # these 5 files are a run past the in-driver size
     monkeypatch.setattr(shards.pq, "read_table", no_reading)  # the driver's module only: tasks import their own
     plan = shards.plan_shards(files, tmp_path / "out", 40, "zstd", True)
     monkeypatch.undo()
@@ -53,9 +54,10 @@ def test_a_plan_in_ray_tasks_writes_the_bytes_of_a_plan_in_process(ray_session, 
     rows = make_rows(150, 8)
     files = split_into_files(rows, tmp_path, [30, 90], 2)
     digests = []
-    for where in ("ray", "process"):
-        if where == "process":
-            monkeypatch.setattr(shards._Calls, "__init__", lambda self: setattr(self, "ray", None))
+    # Ray tasks however small the run, then the driver however large: the same bytes.
+    for where, inline_up_to in (("ray", -1), ("process", 10**9)):
+        monkeypatch.setattr(shards, "INLINE_MAX_FILES", inline_up_to)
+        monkeypatch.setattr(shards, "INLINE_MAX_ROWS", inline_up_to)
         digests.append(_plan_and_write(files, tmp_path / where, 25)[1])
     assert digests[0] and digests[0] == digests[1]
 
