@@ -110,7 +110,7 @@ class ShardPlan:
 # of process start and imports per worker (3 s for two on 2 CPUs), far more than summarizing a
 # few part files or writing a few thousand rows takes in the driver (~0.2 s for 3,000 rows).
 # The limits are constants, so what the driver holds stays bounded whatever the input size.
-INLINE_MAX_FILES = 16
+INLINE_MAX_FILES = 128
 INLINE_MAX_ROWS = 5_000
 
 
