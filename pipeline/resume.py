@@ -29,6 +29,7 @@ from curate import schema
 from curate.pipeline import registry
 from curate.pipeline.sources import InputFile
 from curate.pipeline.storage import COMMIT_MARKER, Storage, basename, join
+from curate.pipeline.store_pages import release_object_store_pages
 
 #: The last stage of the cached prefix: the expensive one.
 CACHED_STAGE = "extract"
@@ -214,6 +215,7 @@ class ReadCached:
                 seconds, cpu_seconds = seconds + time.perf_counter() - t0, cpu_seconds + time.process_time() - c0
                 yield _with_report(part, as_reused(report))
                 t0, c0 = time.perf_counter(), time.process_time()
+                release_object_store_pages()  # the parts put so far are the store's, not this actor's
             report = {**read_report, "seconds": round(seconds + time.perf_counter() - t0, 3),
                       "cpu_seconds": round(cpu_seconds + time.process_time() - c0, 3),
                       "reused_seconds": read_report.get("seconds", 0.0), "from_cache": self.cache.fingerprint}

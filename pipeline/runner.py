@@ -56,6 +56,7 @@ from curate.pipeline.shards import write_table_atomic
 from curate.pipeline.sources import InputFile, RetryPolicy, TransferError, open_input, resolve_inputs
 from curate.pipeline.stage import Resources, Stage
 from curate.pipeline.storage import COMMIT_MARKER, LOCAL, Storage, basename, is_local, join
+from curate.pipeline.store_pages import release_object_store_pages
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class ReadWarcs:
                         report.cpu_seconds += time.process_time() - c0
                         yield block
                         t0, c0 = time.perf_counter(), time.process_time()
+                        # The blocks put so far are the store's now: out of this actor's RSS.
+                        release_object_store_pages()
             report.seconds += time.perf_counter() - t0
             report.cpu_seconds += time.process_time() - c0
             # Written last: rows of this input are all emitted once the marker exists.
@@ -152,6 +155,8 @@ class StageGroup:
         self.node = _ray_node_id()  # and on which node of a cluster (hosts may share a name)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        # Earlier batches' store pages (read zero-copy, or output put) out of this actor's RSS.
+        release_object_store_pages()
         paths = batch.column(schema.WARC_PATH)
         handed_on = _take_reports(batch)
         batch = batch.drop_columns([REPORT_COLUMN]) if REPORT_COLUMN in batch.column_names else batch
