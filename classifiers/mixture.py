@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 from curate import schema
 from curate.config_base import StrictModel
 from curate.pipeline.domain_counts import DomainCounts
-from curate.pipeline.global_stage import GlobalContext, GlobalStage
+from curate.pipeline.global_stage import GlobalContext, GlobalStage, input_refs
 from curate.pipeline.shards import count_tokens
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ class DomainCaps(GlobalStage):
         import ray
 
         cfg = self.cfg
-        blocks = ds.to_arrow_refs()
+        blocks = input_refs(ds, ctx)
         parts = max(1, ctx.num_cpus)
         # Map: each block's keys, split by a hash of the domain (one piece per reduce task).
         split = ray.remote(num_returns=parts + 1)(_cap_keys_split)
@@ -342,7 +342,7 @@ class Reweight(GlobalStage):
         import ray
 
         cfg = self.cfg
-        blocks = ds.to_arrow_refs()
+        blocks = input_refs(ds, ctx)
         label_keys = ray.remote(num_returns=2)(_label_keys_and_sums)
         keys, sums = zip(*[label_keys.remote(b, cfg.column, cfg.seed) for b in blocks]) if blocks else ((), ())
         natural = _add_counts(ray.get(list(sums)))

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from curate import schema
 from curate.classifiers.config import ClassifierConfig
-from curate.pipeline.global_stage import GlobalContext, GlobalStage
+from curate.pipeline.global_stage import GlobalContext, GlobalStage, input_refs
 from curate.pipeline.stage import Stage
 
 if TYPE_CHECKING:
@@ -148,6 +148,10 @@ class ClassifierTopFraction(GlobalStage):
         return lo + f * (hi - lo) / BINS, info
 
     def run(self, ds: ray.data.Dataset, ctx: GlobalContext) -> ray.data.Dataset:
+        if ctx.input_files:  # its three passes over the row groups read once, not three Parquet reads of Ray Data
+            import ray.data
+
+            ds = ray.data.from_arrow_refs(input_refs(ds, ctx))
         threshold, info = self.threshold(ds)
         reason = f"{self.reason_namespaces[0]}:below_top_fraction"
         out = ds.map_batches(_drop_below, batch_format="pyarrow", batch_size=None,

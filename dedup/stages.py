@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 import ray.data
 
@@ -29,8 +28,7 @@ from curate.dedup.shuffle import (
     partition_of, run_layer, survivor_order, wait_all,
 )
 from curate.dedup.text import digest_strings, hash_strings, normalize_text
-from curate.pipeline.global_stage import GlobalContext, GlobalStage
-from curate.pipeline.storage import Storage
+from curate.pipeline.global_stage import GlobalContext, GlobalStage, read_input_blocks
 
 # Columns of the address rows that order two copies of one record: hash of warc_path, warc_offset.
 SOURCE, OFFSET = "_source", "_offset"
@@ -55,11 +53,8 @@ class _Units:
         self.units: list[tuple[ray.ObjectRef, int, int]] = []
         self.rows = 0
         if ctx.input_files:  # one read task per row group, no Ray Data execution (its fixed cost is seconds)
-            for path in ctx.input_files:
-                meta = pq.ParquetFile(ctx.storage.open(path)).metadata
-                for g in range(meta.num_row_groups):
-                    group = meta.row_group(g)
-                    self._add(_read_row_group.remote(path, g, ctx.schema, ctx.storage), 0, group.num_rows, group.total_byte_size)
+            for block in read_input_blocks(ctx):
+                self._add(block.ref, 0, block.rows, block.bytes)
         else:
             for bundle in ds.materialize().iter_internal_ref_bundles():
                 slices = getattr(bundle, "slices", None) or [None] * len(bundle.block_refs)
@@ -114,11 +109,6 @@ class _Units:
 
     def dataset(self) -> ray.data.Dataset:
         return ray.data.from_arrow_refs(self.refs())
-
-
-@ray.remote
-def _read_row_group(path: str, group: int, run_schema: pa.Schema, storage: Storage) -> pa.Table:
-    return schema.conform(pq.ParquetFile(storage.open(path)).read_row_group(group), run_schema)
 
 
 def _on_rows(block: pa.Table, fn: Callable, lo: int, n: int, *args: Any) -> Any:

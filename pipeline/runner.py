@@ -351,6 +351,8 @@ PER_DOC_OBJECT_STORE_MIN = 128 << 20
 CPUS_PER_READER = 8
 # How long a pool's actors may take to start (load their models) before the run fails.
 ACTOR_START_TIMEOUT_S = 600
+# Least seconds between two lookups of the inputs' completion markers for the progress line.
+MARKER_LOOKUP_INTERVAL_S = 1.0
 
 
 def per_document_object_store_budget(cfg: RayConfig, num_cpus: int) -> int:
@@ -586,6 +588,7 @@ class Runner:
                 )
         # The actors write the rows; iterating drives the execution and feeds the progress line.
         docs, t0 = 0, time.perf_counter()
+        unfinished, next_look = [i.key for i in pending], 0.0
         self._prog.start("docs", "read, extract, filter", total=len(pending), info="inputs")
         with warnings.catch_warnings():
             # Ray Data warns that the extraction pool sees few inputs when there are fewer WARC
@@ -593,8 +596,12 @@ class Runner:
             warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
             for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 docs += int(pc.sum(out.column("rows")).as_py() or 0)
-                finished = sum(1 for i in pending if self.storage.exists(join(self.read_dir, f"{i.key}.json")))
-                self._prog.update("docs", completed=finished,
+                # The markers of the inputs not yet finished, at most once a second: on an object store
+                # each lookup is a request, and batches come far more often than inputs finish.
+                if (now := time.perf_counter()) >= next_look:
+                    unfinished = [k for k in unfinished if not self.storage.exists(join(self.read_dir, f"{k}.json"))]
+                    next_look = now + MARKER_LOOKUP_INTERVAL_S
+                self._prog.update("docs", completed=len(pending) - len(unfinished),
                                   info=f"inputs, {docs:,} documents ({docs / (time.perf_counter() - t0):.0f}/s)")
         self._prog.finish("docs")
 
