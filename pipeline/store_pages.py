@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from functools import cache
 
 MADV_DONTNEED = 4  # the same value on every Linux architecture Ray runs on
 _PROC_MAPS = "/proc/self/maps"
@@ -43,8 +44,15 @@ def release_object_store_pages() -> None:
     ranges = _object_store_mappings()
     if not ranges:
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise = _madvise()
     for start, end in ranges:
         # A refusal (a kernel without it for this mapping) only leaves the pages mapped.
-        libc.madvise(start, end - start, MADV_DONTNEED)
+        madvise(start, end - start, MADV_DONTNEED)
+
+
+@cache
+def _madvise() -> ctypes._CFuncPtr:
+    """libc's madvise, loaded once per process (it is called before every batch)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc.madvise
