@@ -16,10 +16,10 @@ third to half of the pre-filter's time. On 1,024 real pages (the 388 of `real-pa
 636 of `extraction/`) neither version drops a page the full path keeps; with fastText both
 pre-decide as many pages (218 vs 219, 418 vs 418), with cld2 the whole-page text pre-decides fewer
 (199 vs 217, 380 vs 413: menus in other languages make it less sure), which the halved cost still
-more than pays for. Language ID reads the first `LID_PREFIX_CHARS`
-characters of it: fastText's cost is linear in the text, and a page's first 3,000 characters
-decide its language as well as the whole of it (`benchmarks/bench_pipeline.py` and
-tests/test_pipeline_throughput.py check the decisions against the full path).
+more than pays for. Language ID reads the first `LID_PREFIX_CHARS` characters of it: fastText's
+cost is linear in the text, and a page's first 3,000 characters decide its language as well as
+the whole of it (`benchmarks/bench_pipeline.py` and tests/test_pipeline_throughput.py check the
+decisions against the full path).
 """
 
 from __future__ import annotations
